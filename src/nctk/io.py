@@ -1,0 +1,212 @@
+"""Feature files, ground-truth files and JSON output (the public contract of design.md).
+
+A feature file is one ``.npz`` per model (the model's name is the file stem) with
+``features`` (N, d), ``labels`` (N,), optional ``source_logits`` (N, Cs) and optional
+``layer:<name>`` (N, d_l) arrays. Files are opened read-only and never written here.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import zipfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nctk.errors import InputError
+from nctk.validation import check_matrix, check_same_length
+
+LAYER_PREFIX = "layer:"
+
+
+@dataclass
+class FeatureFile:
+    """The arrays of one model's feature file.
+
+    Attributes:
+        name: model name (file stem).
+        features: (N, d) float penultimate features.
+        labels: (N,) raw labels as stored (ints or strings).
+        source_logits: (N, Cs) float or None.
+        layers: ordered mapping layer name -> (N, d_l) float, in file order.
+        path: where it was read from (None when built in memory).
+    """
+
+    name: str
+    features: np.ndarray
+    labels: np.ndarray
+    source_logits: np.ndarray | None = None
+    layers: dict[str, np.ndarray] = field(default_factory=dict)
+    path: str | None = None
+
+
+def load_feature_file(path: str | os.PathLike, *, require_logits: bool = False) -> FeatureFile:
+    """Read and validate one feature file; raise InputError naming the file and array."""
+    path = Path(path)
+    where = str(path)
+    if not path.is_file():
+        raise InputError("no such file", file=where)
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {key: npz[key] for key in npz.files}
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise InputError(f"not a readable .npz file ({type(exc).__name__})", file=where) from None
+    except ValueError as exc:
+        if "pickle" in str(exc).lower():
+            raise InputError("holds an object array; store labels as int or str arrays",
+                             file=where) from None
+        raise InputError(f"not a readable .npz file ({exc})", file=where) from None
+    try:
+        return feature_file_from_arrays(path.stem, arrays, path=where,
+                                        require_logits=require_logits)
+    except InputError as err:
+        raise err.located(file=where) from None
+
+
+def feature_file_from_arrays(name: str, arrays: Mapping[str, Any], *, path: str | None = None,
+                             require_logits: bool = False) -> FeatureFile:
+    """Validate in-memory arrays with the feature-file layout."""
+    for key in ("features", "labels"):
+        if key not in arrays:
+            raise InputError(f"missing (found: {', '.join(sorted(arrays)) or 'nothing'})",
+                             array=key)
+    features = check_matrix(arrays["features"], "features")
+    labels = np.asarray(arrays["labels"])
+    if labels.ndim != 1:
+        raise InputError(f"expected a 1-D array, got shape {labels.shape}", array="labels")
+    check_same_length([("labels", labels)], features.shape[0])
+    logits = None
+    if "source_logits" in arrays:
+        logits = check_matrix(arrays["source_logits"], "source_logits")
+        check_same_length([("source_logits", logits)], features.shape[0])
+    elif require_logits:
+        raise InputError("missing; this method needs the source model's logits",
+                         array="source_logits")
+    layers = {}
+    for key, value in arrays.items():
+        if key.startswith(LAYER_PREFIX):
+            layer = check_matrix(value, key)
+            check_same_length([(key, layer)], features.shape[0])
+            layers[key[len(LAYER_PREFIX):]] = layer
+    return FeatureFile(name=name, features=features, labels=labels, source_logits=logits,
+                       layers=layers, path=path)
+
+
+def save_feature_file(path: str | os.PathLike, features: np.ndarray, labels: np.ndarray, *,
+                      source_logits: np.ndarray | None = None,
+                      layers: Mapping[str, np.ndarray] | None = None) -> Path:
+    """Write a feature file atomically (temporary file, then rename)."""
+    arrays: dict[str, np.ndarray] = {"features": np.asarray(features),
+                                     "labels": np.asarray(labels)}
+    if source_logits is not None:
+        arrays["source_logits"] = np.asarray(source_logits)
+    for name, value in (layers or {}).items():
+        arrays[LAYER_PREFIX + name] = np.asarray(value)
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as handle:
+            np.savez(handle, **arrays)
+    return path
+
+
+def load_pool(paths: Sequence[str | os.PathLike], *, require_logits: bool = False
+              ) -> list[FeatureFile]:
+    """Load the feature files of one pool; every model must carry the same labels."""
+    if not paths:
+        raise InputError("no feature files given")
+    pool = [load_feature_file(p, require_logits=require_logits) for p in paths]
+    names = [f.name for f in pool]
+    dup = {n for n in names if names.count(n) > 1}
+    if dup:
+        raise InputError(f"model name(s) {sorted(dup)} appear twice (names are file stems)",
+                         file=str(paths[0]))
+    check_pool_labels(pool)
+    return pool
+
+
+def check_pool_labels(pool: Sequence[FeatureFile]) -> None:
+    """Raise unless all models of a pool have identical label arrays (same samples, same order)."""
+    ref = pool[0]
+    for other in pool[1:]:
+        same = (other.labels.shape == ref.labels.shape
+                and other.labels.dtype.kind == ref.labels.dtype.kind
+                and np.array_equal(other.labels, ref.labels))
+        if not same:
+            raise InputError(f"labels differ from those of '{ref.name}' ({ref.path}); all models "
+                             "of a pool must be scored on the same samples in the same order",
+                             file=other.path or other.name, array="labels")
+
+
+def load_ground_truth(path: str | os.PathLike, models: Sequence[str] | None = None
+                      ) -> dict[str, float]:
+    """Read a ground-truth JSON ``{model: accuracy}``; check it covers ``models``."""
+    where = str(path)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
+    except FileNotFoundError:
+        raise InputError("no such file", file=where) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"not a readable JSON file ({exc})", file=where) from None
+    if not isinstance(data, dict):
+        raise InputError("expected a JSON object {model: accuracy}", file=where)
+    truth: dict[str, float] = {}
+    for key, value in data.items():
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise InputError(f"value for '{key}' is not a finite number: {value!r}", file=where)
+        truth[str(key)] = float(value)
+    if models is not None:
+        missing = [m for m in models if m not in truth]
+        if missing:
+            raise InputError(f"no accuracy for model(s) {missing}", file=where)
+    return truth
+
+
+class atomic_path:  # noqa: N801  (used like a function: ``with atomic_path(p) as tmp``)
+    """Context manager yielding a temporary path beside ``path``, renamed onto it on success.
+
+    A crash or exception leaves ``path`` untouched (the temporary file is removed).
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+
+    def __enter__(self) -> Path:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp",
+                                   dir=self.path.parent)
+        os.close(fd)
+        self.tmp = Path(tmp)
+        return self.tmp
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            os.replace(self.tmp, self.path)
+        else:
+            self.tmp.unlink(missing_ok=True)
+
+
+def write_json(path: str | os.PathLike, data: Any) -> Path:
+    """Write JSON atomically; NaN/inf become null so the file is strict JSON."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(_strict(data), indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def _strict(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _strict(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_strict(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value

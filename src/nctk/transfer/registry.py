@@ -1,0 +1,85 @@
+"""Name -> transferability method (timm-style registry).
+
+The CLI, the benchmarks and ``--method all`` read this registry; nothing else keeps a
+list of methods. A method module registers itself at import with :func:`register`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+from nctk.errors import InputError
+
+Components = dict[str, float]
+#: Pool combination: per-model raw components -> (per-model scores, per-model components
+#: before and after normalisation).
+Combiner = Callable[[Mapping[str, Components]], tuple[dict[str, float], dict[str, Components]]]
+
+
+@dataclass(frozen=True)
+class Method:
+    """One transferability score.
+
+    Attributes:
+        name: registry key, as typed on the command line.
+        score: ``(X, labels, **options) -> float``, higher = more transferable. ``X`` is the
+            (N, d) features, or the (N, Cs) source logits when ``input == "source_logits"``.
+            For pool-relative methods this is the documented pool-independent variant.
+        input: which array of a feature file the method reads.
+        summary: one line for ``--help`` and reports.
+        components: for pool-relative methods, ``(X, labels, **options) -> {term: value}``.
+        combine: for pool-relative methods, turns the components of every model of a pool
+            into scores (e.g. NCTI's min-max normalisation over the pool).
+        combine_options: names of the options consumed by ``combine`` rather than
+            ``components`` (e.g. NCTI's term weights).
+    """
+
+    name: str
+    score: Callable[..., float]
+    input: Literal["features", "source_logits"] = "features"
+    summary: str = ""
+    components: Callable[..., Components] | None = None
+    combine: Combiner | None = None
+    combine_options: tuple[str, ...] = ()
+
+    @property
+    def pool_relative(self) -> bool:
+        return self.combine is not None
+
+
+_REGISTRY: dict[str, Method] = {}
+
+
+def register(method: Method) -> Method:
+    """Add a method to the registry (its name must be new)."""
+    if method.name in _REGISTRY:
+        raise ValueError(f"method {method.name!r} is already registered")
+    if (method.components is None) != (method.combine is None):
+        raise ValueError(f"method {method.name!r}: components and combine go together")
+    _REGISTRY[method.name] = method
+    return method
+
+
+def available_methods() -> list[str]:
+    """Registered method names, in registration order."""
+    return list(_REGISTRY)
+
+
+def get_method(name: str) -> Method:
+    """Look a method up by name; unknown names raise InputError listing the choices."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise InputError(f"unknown method '{name}'; choose from "
+                         f"{', '.join(available_methods())} or all") from None
+
+
+def resolve_methods(spec: str) -> list[Method]:
+    """``"all"`` or a comma-separated list of names -> methods, in the order given."""
+    names = available_methods() if spec.strip() == "all" else [
+        s.strip() for s in spec.split(",") if s.strip()]
+    if not names:
+        raise InputError("no method given")
+    return [get_method(n) for n in names]
