@@ -15,7 +15,7 @@ def is_torch_tensor(x: Any) -> bool:
 
 
 def to_numpy(x: Any) -> np.ndarray:
-    """Return ``x`` as a numpy array; torch tensors (CPU or CUDA) are detached and copied to host."""
+    """``x`` as a numpy array; torch tensors (CPU or CUDA) are detached and copied to host."""
     if is_torch_tensor(x):
         return x.detach().cpu().numpy()
     return np.asarray(x)

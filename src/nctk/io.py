@@ -7,12 +7,13 @@ A feature file is one ``.npz`` per model (the model's name is the file stem) wit
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import tempfile
 import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -158,7 +159,8 @@ def load_ground_truth(path: str | os.PathLike, models: Sequence[str] | None = No
         raise InputError("expected a JSON object {model: accuracy}", file=where)
     truth: dict[str, float] = {}
     for key, value in data.items():
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if not number or not math.isfinite(value):
             raise InputError(f"value for '{key}' is not a finite number: {value!r}", file=where)
         truth[str(key)] = float(value)
     if models is not None:
@@ -168,28 +170,23 @@ def load_ground_truth(path: str | os.PathLike, models: Sequence[str] | None = No
     return truth
 
 
-class atomic_path:  # noqa: N801  (used like a function: ``with atomic_path(p) as tmp``)
-    """Context manager yielding a temporary path beside ``path``, renamed onto it on success.
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success it is renamed onto ``path``.
 
-    A crash or exception leaves ``path`` untouched (the temporary file is removed).
+    An exception (or a kill) leaves ``path`` as it was; the temporary file is removed on
+    exceptions.
     """
-
-    def __init__(self, path: str | os.PathLike):
-        self.path = Path(path)
-
-    def __enter__(self) -> Path:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp",
-                                   dir=self.path.parent)
-        os.close(fd)
-        self.tmp = Path(tmp)
-        return self.tmp
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            os.replace(self.tmp, self.path)
-        else:
-            self.tmp.unlink(missing_ok=True)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def write_json(path: str | os.PathLike, data: Any) -> Path:

@@ -45,8 +45,8 @@ def check_matrix(x: Any, name: str = "features", *, dtype_out: Any = None) -> np
         row, col = np.argwhere(~finite)[0]
         bad = "NaN" if np.isnan(arr[row, col]) else "inf"
         count = int((~finite).sum())
-        raise InputError(f"contains {count} non-finite value(s) ({bad} first at row {row}, column {col})",
-                         array=name)
+        raise InputError(f"contains {count} non-finite value(s) ({bad} first at row {row}, "
+                         f"column {col})", array=name)
     return arr
 
 

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from nctk.errors import InputError
 
 #: Sub-command modules, in the order ``nctk --help`` lists them.
-COMMANDS = ("rank", "collapse", "finetune", "demo")
+COMMANDS = ("rank", "collapse", "analyze", "extract", "finetune", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:
