@@ -53,6 +53,11 @@ def load_feature_file(path: str | os.PathLike, *, require_logits: bool = False) 
     where = str(path)
     if not path.is_file():
         raise InputError("no such file", file=where)
+    with open(path, "rb") as handle:
+        magic = handle.read(4)
+    if magic != b"PK\x03\x04":
+        kind = "a .npy array, not an .npz archive" if magic[:1] == b"\x93" else "not an .npz file"
+        raise InputError(f"not a readable .npz file ({kind})", file=where)
     try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {key: npz[key] for key in npz.files}

@@ -111,7 +111,7 @@ def encode_labels(
         raise InputError(f"has {classes.shape[0]} class(es); at least {min_classes} are needed",
                          array=name)
     if counts.min() < min_per_class:
-        small = classes[int(np.argmin(counts))]
+        small = classes[int(np.argmin(counts))].item()
         raise InputError(
             f"class {small!r} has {int(counts.min())} sample(s); this needs at least "
             f"{min_per_class} per class", array=name)
