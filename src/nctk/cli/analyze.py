@@ -1,10 +1,213 @@
-"""``nctk analyze``: (being written)."""
+"""``nctk analyze``: the NCTI paper's analyses over one pool with a ground truth.
+
+Sub-commands (each over ``FEATURES.npz...`` of one target dataset; ``--json OUT``):
+
+* ``ablation``  each NCTI term alone and each removed (Fig. 5);
+* ``weights``   one term weight swept over 0.1..2.0, the others at 1 (Fig. 6a-c);
+* ``fewshot``   k samples per class, R seeded draws, mean/std weighted tau (Fig. 6d);
+* ``timing``    wall-clock seconds per model of each method (Fig. 4);
+* ``source``    the terms computed on source-data features, vs the target truth (Fig. 7).
+"""
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
+from typing import Any
+
+from nctk import analyses
+from nctk.cli._table import fmt_number, format_table
+from nctk.cli.rank import (
+    add_method_arguments,
+    check_labels,
+    check_outputs,
+    method_options,
+    parse_weights,
+    resolve,
+)
+from nctk.errors import InputError
+from nctk.evaluate import evaluate
+from nctk.io import FeatureFile, load_feature_file, load_ground_truth, load_pool, write_json
+from nctk.validation import encode_labels
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("analyze", help="(being written)")
-    parser.set_defaults(func=lambda args: 0)
+    parser = subparsers.add_parser(
+        "analyze", help="the NCTI paper's analyses (ablation, weights, few-shot, timing, source)",
+        description="Analyses of a ranking method over one pool with a ground truth.")
+    sub = parser.add_subparsers(dest="analysis", metavar="ANALYSIS", required=True)
+    specs: dict[str, tuple[str, Callable[[argparse.Namespace], int], str, bool]] = {
+        "ablation": ("each term alone and each removed (Fig. 5)", run_ablation, "ncti", True),
+        "weights": ("sweep one term weight, the others at 1 (Fig. 6a-c)", run_weights, "ncti",
+                    True),
+        "fewshot": ("k samples per class, repeated seeded draws (Fig. 6d)", run_fewshot, "all",
+                    True),
+        "timing": ("wall-clock seconds per model (Fig. 4)", run_timing, "all", False),
+        "source": ("terms on source-data features vs the target truth (Fig. 7)", run_source,
+                   "ncti", True),
+    }
+    for name, (help_text, func, default_method, needs_truth) in specs.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("features", nargs="+", metavar="FEATURES.npz",
+                       help="one feature file per model, same target samples")
+        p.add_argument("--ground-truth", metavar="GT.json", required=needs_truth,
+                       help="JSON {model: accuracy} on the target dataset")
+        p.add_argument("--json", metavar="OUT.json", help="write the result as JSON")
+        add_method_arguments(p)
+        p.set_defaults(method=default_method, func=func)
+        if name == "weights":
+            p.add_argument("--values", default=",".join(map(str, analyses.PAPER_WEIGHT_VALUES)),
+                           help="weight values to try (default: the paper's)")
+        if name == "fewshot":
+            p.add_argument("--shots", default=",".join(map(str, analyses.DEFAULT_SHOTS)),
+                           help="samples per class, comma list (default: %(default)s)")
+            p.add_argument("--repeats", type=int, default=5,
+                           help="seeded draws per k (default: 5)")
+        if name == "timing":
+            p.add_argument("--repeat", type=int, default=3,
+                           help="times each method scores the pool (default: 3)")
+        if name == "source":
+            p.add_argument("--source", nargs="+", required=True, metavar="SOURCE.npz",
+                           help="per model, features of a subset of its pre-training data "
+                                "(matched to FEATURES by file stem; labels may differ)")
+
+
+def _load(args: argparse.Namespace) -> tuple[list[FeatureFile], dict[str, float] | None]:
+    pool = load_pool(args.features)
+    check_outputs([args.json], pool, args.ground_truth)
+    check_labels(pool)
+    truth = (load_ground_truth(args.ground_truth, [f.name for f in pool])
+             if args.ground_truth else None)
+    return pool, truth
+
+
+def _numbers(text: str, option: str, cast: Callable[[str], Any]) -> list[Any]:
+    try:
+        values = [cast(v.strip()) for v in text.split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values:
+        raise InputError(f"expected a comma list of numbers, got {text!r}", file=option)
+    return values
+
+
+def _term_method(args: argparse.Namespace) -> Any:
+    methods = resolve(args.method)
+    if len(methods) != 1:
+        raise InputError("this analysis takes one method", file="--method")
+    try:
+        analyses.term_names(methods[0])
+    except InputError as err:
+        raise err.located(file="--method") from None
+    return methods[0]
+
+
+def _components_options(method: Any, args: argparse.Namespace) -> dict[str, Any]:
+    return {k: v for k, v in method_options(method, seed=args.seed).items()
+            if k not in method.combine_options}
+
+
+def _target_components(method: Any, pool: list[FeatureFile], args: argparse.Namespace
+                       ) -> dict[str, dict[str, float]]:
+    return analyses.components_per_model(pool, method, **_components_options(method, args))
+
+
+def _finish(args: argparse.Namespace, text: str, result: dict[str, Any]) -> int:
+    print(text)
+    if args.json:
+        write_json(args.json, {"analysis": args.analysis, "method": args.method, **result})
+    return 0
+
+
+def run_ablation(args: argparse.Namespace) -> int:
+    method = _term_method(args)
+    pool, truth = _load(args)
+    result = analyses.ablation(_target_components(method, pool, args), truth, method)
+    terms = analyses.term_names(method)
+    rows = [[name, *(v["weights"][t] for t in terms), v["weighted_tau"]]
+            for name, v in result.items()]
+    text = f"{method.name} term ablation ({len(pool)} models)\n" + format_table(
+        ["variant", *(f"w_{t}" for t in terms), "weighted tau"], rows, digits=3,
+        scientific=False, indent="  ")
+    return _finish(args, text, {"ablation": result})
+
+
+def run_weights(args: argparse.Namespace) -> int:
+    method = _term_method(args)
+    values = _numbers(args.values, "--values", float)
+    pool, truth = _load(args)
+    raw = _target_components(method, pool, args)
+    result = analyses.weight_sweep(raw, truth, method, values)
+    rows = [[f"w_{term}", *taus.values()] for term, taus in result.items()]
+    text = (f"{method.name} weighted tau vs one term weight (the others at 1), "
+            f"{len(pool)} models\n" + format_table(
+                ["term", *(fmt_number(v, 2) for v in values)], rows, digits=3,
+                scientific=False, indent="  "))
+    return _finish(args, text, {"weights": result})
+
+
+def run_fewshot(args: argparse.Namespace) -> int:
+    methods = resolve(args.method)
+    shots = _numbers(args.shots, "--shots", int)
+    weights = parse_weights(args.ncti_weights)
+    pool, truth = _load(args)
+    options = {m.name: method_options(m, seed=args.seed, ncti_weights=weights) for m in methods}
+    result = analyses.few_shot_files(pool, truth, methods, shots=shots, repeats=args.repeats,
+                                     seed=args.seed, options=options)
+    rows = [[name, *(f"{fmt_number(cell['mean'], 3, scientific=False)} ± "
+                     f"{fmt_number(cell['std'], 3, scientific=False)}"
+                     for cell in per_k.values())]
+            for name, per_k in result["methods"].items()]
+    text = (f"weighted tau with k samples per class (mean ± std over {args.repeats} draws, "
+            f"seed {args.seed})\n" + format_table(
+                ["method", *(f"k={k}" for k in result["shots"])], rows, indent="  "))
+    text += "".join(f"\nnote: {n}" for n in result["notes"])
+    return _finish(args, text, {"fewshot": result})
+
+
+def run_timing(args: argparse.Namespace) -> int:
+    methods = resolve(args.method)
+    weights = parse_weights(args.ncti_weights)
+    pool, truth = _load(args)
+    options = {m.name: method_options(m, seed=args.seed, ncti_weights=weights) for m in methods}
+    result = analyses.timing(pool, methods, repeat=args.repeat, options=options)
+    headers = ["method", "s/model (min)", "s/model (mean)"]
+    rows = [[name, r["per_model_min"], r["per_model_mean"]] for name, r in result.items()]
+    if truth is not None:
+        headers.append("weighted tau")
+        for row, name in zip(rows, result, strict=True):
+            result[name]["weighted_tau"] = evaluate(result[name]["scores"], truth)["weighted_tau"]
+            row.append(result[name]["weighted_tau"])
+    text = (f"wall-clock over {len(pool)} models, best and mean of {args.repeat} runs\n"
+            + format_table(headers, rows, digits=5, indent="  "))
+    return _finish(args, text, {"timing": result})
+
+
+def run_source(args: argparse.Namespace) -> int:
+    method = _term_method(args)
+    pool, truth = _load(args)
+    by_name: dict[str, FeatureFile] = {}
+    for path in args.source:
+        f = load_feature_file(path)
+        if f.name in by_name:
+            raise InputError("model name appears twice among --source files", file=path)
+        by_name[f.name] = f
+    missing = [f.name for f in pool if f.name not in by_name]
+    if missing:
+        raise InputError(f"no source feature file for model(s) {missing} (matched by file "
+                         "stem)", file="--source")
+    sources = [by_name[f.name] for f in pool]
+    for f in sources:
+        try:
+            encode_labels(f.labels, f.features.shape[0], "labels")
+        except InputError as err:
+            raise err.located(file=f.path) from None
+    opts = _components_options(method, args)
+    source_raw = analyses.components_per_model(sources, method, **opts)
+    target_raw = analyses.components_per_model(pool, method, **opts)
+    result = analyses.source_terms(source_raw, truth, method, target_raw=target_raw)
+    rows = [[name, v["source"], v["target"]] for name, v in result.items()]
+    text = (f"{method.name} terms vs the target ground truth (weighted tau), {len(pool)} "
+            "models\n" + format_table(["term", "source features", "target features"], rows,
+                                      digits=3, scientific=False, indent="  "))
+    return _finish(args, text, {"source": result})

@@ -1,10 +1,205 @@
-"""``nctk collapse``: (being written)."""
+"""``nctk collapse``: neural-collapse metrics of feature files, layer by layer.
+
+Shapes of the command (docs/collapse.md):
+
+* ``nctk collapse FILE.npz [--json OUT] [--plot OUT.png] [--probe] [--classifier HEAD]``:
+  one row per layer (``layer:<name>`` arrays in file order, then ``features`` as
+  ``penultimate``); ``--json`` writes the contract ``{"layers": {name: {...}}}``.
+* ``nctk collapse A.npz B.npz ...``: the same table for each model; ``--json`` writes
+  ``{"models": {model: {"layers": {...}}}}``.
+* ``nctk collapse A.npz B.npz C.npz ... --ground-truth GT.json``: penultimate NC1 of
+  each model beside its transfer accuracy, and their correlations (Li et al. Figs. 5-6);
+  ``--plot`` draws the scatter, and ``--json`` adds ``"nc1_vs_accuracy"``.
+"""
 
 from __future__ import annotations
 
 import argparse
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nctk.cli._table import fmt_number, format_table
+from nctk.collapse import (
+    PENULTIMATE,
+    layer_nc1_vs_probe,
+    layer_profile,
+    measure,
+    nc1_vs_transfer,
+)
+from nctk.collapse.accuracy import PROBE_C, PROBE_SEED
+from nctk.errors import InputError
+from nctk.evaluate import STATISTICS
+from nctk.io import (
+    FeatureFile,
+    atomic_path,
+    load_feature_file,
+    load_ground_truth,
+    load_pool,
+    write_json,
+)
+
+#: Image formats --plot can write (by the file's suffix).
+PLOT_FORMATS = ("png", "svg", "pdf")
+
+#: Table columns (metric key, column title), in the order printed.
+COLUMNS = (("nc1", "NC1"), ("nc1_trace_ratio", "trW/trB"), ("cdnv", "CDNV"),
+           ("numerical_rank", "num.rank"), ("etf_error", "ETF err"), ("equinorm", "equinorm"),
+           ("equiangularity", "equiang."), ("ncc_accuracy", "NCC acc"))
+CLASSIFIER_COLUMNS = (("nc3_self_duality", "NC3"), ("nc4_agreement", "NC4 agree"))
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("collapse", help="(being written)")
-    parser.set_defaults(func=lambda args: 0)
+    parser = subparsers.add_parser(
+        "collapse", help="neural-collapse metrics (NC1, CDNV, numerical rank, NC2-NC4) per layer",
+        description="Neural-collapse metrics of the penultimate features and every layer:<name> "
+                    "array of each feature file; with --ground-truth, NC1 against transfer "
+                    "accuracy over a pool of models. Lower NC1/CDNV = more collapsed.")
+    parser.add_argument("features", nargs="+", metavar="FEATURES.npz",
+                        help="feature file(s); the model name is the file stem")
+    parser.add_argument("--json", metavar="OUT.json", help="write the metrics as JSON")
+    parser.add_argument("--plot", metavar="OUT.png",
+                        help="plot NC1 and CDNV per layer (with --ground-truth: NC1 against "
+                             "accuracy)")
+    parser.add_argument("--probe", action="store_true",
+                        help="add the held-out accuracy of a linear probe on each layer")
+    parser.add_argument("--probe-c", type=float, default=PROBE_C, metavar="C",
+                        help=f"inverse L2 strength of the probe (default {PROBE_C:g})")
+    parser.add_argument("--seed", type=int, default=PROBE_SEED,
+                        help=f"seed of the probe's stratified split (default {PROBE_SEED})")
+    parser.add_argument("--ground-truth", metavar="GT.json",
+                        help="JSON {model: accuracy}: correlate penultimate NC1 with it "
+                             "(3 or more feature files)")
+    parser.add_argument("--classifier", metavar="HEAD.npz",
+                        help="linear head for NC3/NC4 on the penultimate features: .npy "
+                             "weight (K, d), or .npz with 'weight' and optional 'bias'")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.classifier and len(args.features) > 1:
+        raise InputError("--classifier applies to one feature file at a time")
+    if args.probe and args.ground_truth:
+        raise InputError("--probe and --ground-truth are separate analyses; run them apart")
+    if args.plot:
+        plot_format(args.plot)
+    pool = (load_pool(args.features) if len(args.features) > 1
+            else [load_feature_file(args.features[0])])
+    truth = load_ground_truth(args.ground_truth, [f.name for f in pool]) \
+        if args.ground_truth else None
+    head = load_classifier(args.classifier) if args.classifier else None
+    profiles = {ff.name: profile_with_head(ff, head) for ff in pool}
+    probes = ({ff.name: layer_nc1_vs_probe(ff, profile=profiles[ff.name], c=args.probe_c,
+                                           seed=args.seed) for ff in pool}
+              if args.probe else {})
+    for name, probe in probes.items():
+        for layer, values in probe["layers"].items():
+            profiles[name][layer]["probe_accuracy"] = values["probe_accuracy"]
+
+    if truth is not None:
+        result = nc1_vs_transfer(pool, truth, profiles=profiles)
+        print_pool(profiles, result)
+        output: dict[str, Any] = {"models": {m: {"layers": p} for m, p in profiles.items()},
+                                  "nc1_vs_accuracy": result}
+    else:
+        for name, profile in profiles.items():
+            print_profile(name, profile, probes.get(name), many=len(profiles) > 1)
+        if len(pool) == 1:
+            output = {"layers": profiles[pool[0].name]}
+            if probes:
+                output["nc1_vs_probe"] = probes[pool[0].name]["correlation"]
+        else:
+            output = {"models": {m: {"layers": p} for m, p in profiles.items()}}
+            if probes:
+                output["nc1_vs_probe"] = {m: p["correlation"] for m, p in probes.items()}
+    if args.json:
+        write_json(args.json, output)
+    if args.plot:
+        save_plot(args.plot, profiles, probes, truth and output["nc1_vs_accuracy"])
+    return 0
+
+
+def profile_with_head(ff: FeatureFile, head: Any) -> dict[str, dict[str, float]]:
+    """:func:`layer_profile`, with the penultimate row measured against ``head``."""
+    profile = layer_profile(ff)
+    if head is not None:
+        try:
+            profile[PENULTIMATE] = measure(ff.features, ff.labels, classifier=head)
+        except InputError as err:
+            raise err.located(file=ff.path or ff.name) from None
+    return profile
+
+
+def load_classifier(path: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """(weight (K, d), bias (K,) or None) from a .npy weight or an .npz weight/bias."""
+    if not Path(path).is_file():
+        raise InputError("no such file", file=path)
+    try:
+        loaded = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise InputError(f"not a readable .npy/.npz file ({type(exc).__name__})",
+                         file=path) from None
+    if isinstance(loaded, np.ndarray):
+        return loaded, None
+    with loaded:
+        if "weight" not in loaded.files:
+            raise InputError(f"missing (found: {', '.join(loaded.files) or 'nothing'})",
+                             file=path, array="weight")
+        return loaded["weight"], loaded["bias"] if "bias" in loaded.files else None
+
+
+def print_profile(model: str, profile: dict[str, dict[str, float]], probe: Any, *,
+                  many: bool) -> None:
+    columns = list(COLUMNS) + [c for c in CLASSIFIER_COLUMNS
+                               if c[0] in profile.get(PENULTIMATE, {})]
+    if probe:
+        columns.append(("probe_accuracy", "probe acc"))
+    rows = [[layer, *(values.get(key) for key, _ in columns)] for layer, values in profile.items()]
+    if many:
+        print(f"== {model} ==")
+    print(format_table(["layer", *(title for _, title in columns)], rows))
+    if probe:
+        print(correlation_line("-NC1 vs probe accuracy over layers", probe["correlation"]))
+    if many:
+        print()
+
+
+def print_pool(profiles: dict[str, dict[str, dict[str, float]]], result: dict[str, Any]) -> None:
+    columns = (("nc1", "NC1"), ("cdnv", "CDNV"), ("numerical_rank", "num.rank"),
+               ("ncc_accuracy", "NCC acc"))
+    rows = [[model, *(profiles[model][PENULTIMATE].get(key) for key, _ in columns),
+             values["accuracy"]] for model, values in result["models"].items()]
+    print(format_table(["model", *(title for _, title in columns), "accuracy"], rows))
+    print(correlation_line("-NC1 (penultimate) vs accuracy over models", result["correlation"]))
+
+
+def correlation_line(what: str, correlation: dict[str, float]) -> str:
+    return f"{what}: " + ", ".join(f"{key} {fmt_number(correlation.get(key), 3)}"
+                                   for key in STATISTICS)
+
+
+def save_plot(path: str, profiles: dict, probes: dict, pool_result: dict | None) -> None:
+    from nctk.report import nc_plots
+
+    if pool_result:
+        models = pool_result["models"]
+        fig = nc_plots.plot_nc1_vs_accuracy(
+            {m: v["nc1"] for m, v in models.items()},
+            {m: v["accuracy"] for m, v in models.items()},
+            correlation=pool_result["correlation"])
+    else:
+        probe = {m: {layer: v["probe_accuracy"] for layer, v in p["layers"].items()}
+                 for m, p in probes.items()}
+        fig = nc_plots.plot_layer_profile(profiles, probe=probe or None)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=plot_format(path), dpi=130)
+
+
+def plot_format(path: str) -> str:
+    """The image format of ``path`` from its suffix; InputError unless in PLOT_FORMATS."""
+    suffix = Path(path).suffix.lstrip(".").lower()
+    if suffix not in PLOT_FORMATS:
+        raise InputError(f"--plot needs a .png, .svg or .pdf file name, got '{path}'")
+    return suffix

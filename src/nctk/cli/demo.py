@@ -1,10 +1,120 @@
-"""``nctk demo``: (being written)."""
+"""``nctk demo``: the embedded, offline demonstration (design.md, "Command line").
+
+Ranks the shipped pool of small models (trained by the project on CIFAR-10 source
+classes, see :mod:`nctk.demo.run`) on a shipped target subset with every registered
+method, evaluates each ranking against the shipped fine-tuning ground truth, prints the
+result, and writes into ``--out``: ``demo.json`` (the ``rank --json`` object plus the
+ground truth, the layer profiles and the build record), ``report.html``, the feature
+files and the ground truth, so ``nctk rank`` can be re-run on them.
+"""
 
 from __future__ import annotations
 
 import argparse
+import math
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from nctk.cli._table import fmt_number, format_table
+from nctk.cli.rank import STAT_TITLES, evaluation_notes, result_json
+from nctk.evaluate import STATISTICS
+from nctk.io import save_feature_file, write_json
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("demo", help="(being written)")
-    parser.set_defaults(func=lambda args: 0)
+    parser = subparsers.add_parser(
+        "demo", help="rank a shipped pool of small models, offline, and write a report",
+        description="Offline demo: rank the shipped pool of small models (pre-trained by "
+                    "nctk on the CIFAR-10 classes airplane, automobile, bird, cat, deer) for "
+                    "the CIFAR-10 classes dog, frog, horse, ship, truck with every method, "
+                    "and compare each ranking with the measured fine-tuning accuracies.")
+    parser.add_argument("--out", default="nctk-demo", metavar="DIR",
+                        help="output folder (default: ./nctk-demo)")
+    parser.add_argument("--methods", default="all", metavar="NAME[,NAME...]|all",
+                        help="transferability methods to run (default: all)")
+    parser.add_argument("--models", metavar="NAME,NAME,...",
+                        help="use only these pool members (at least 2; default: all)")
+    parser.add_argument("--no-report", action="store_true", help="skip the HTML report")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed for seeded methods (default: 0)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from nctk.demo.run import GROUND_TRUTH, asset, provenance, run_demo
+
+    started = time.perf_counter()
+    models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
+    result = run_demo(models=models, methods=args.methods, seed=args.seed)
+    story = provenance(result.info, len(result.pool[0].labels))
+    notes = story + evaluation_notes(result.methods, result.truth)
+    print(f"nctk demo: ranking {len(result.pool)} models, offline\n")
+    print("\n".join(f"  {line}" for line in story) + "\n")
+    print(pool_table(result) + "\n")
+    print(method_table(result) + "\n")
+    width = max(len("ground truth"), *map(len, result.methods))
+    by_truth = sorted(result.truth, key=result.truth.__getitem__, reverse=True)
+    print(f"{'ground truth':<{width}}  {' > '.join(by_truth)}")
+    for name, ranked in result.methods.items():
+        print(f"{name:<{width}}  {' > '.join(ranked.ranking)}")
+    print()
+    for line in notes[len(story):]:
+        print(f"note: {line}")
+
+    out = Path(args.out)
+    features = out / "features"
+    features.mkdir(parents=True, exist_ok=True)
+    for file in result.pool:
+        save_feature_file(features / f"{file.name}.npz", file.features, file.labels,
+                          source_logits=file.source_logits, layers=file.layers)
+    shutil.copyfile(asset(GROUND_TRUTH), out / GROUND_TRUTH)
+    data = result_json(result.methods, result.evaluation)
+    data.update(ground_truth=result.truth, layers=result.layers, pool=result.info,
+                seconds=result.seconds, notes=notes)
+    write_json(out / "demo.json", data)
+    written = [out / "demo.json", features, out / GROUND_TRUTH]
+    if not args.no_report:
+        from nctk.report import write_report
+
+        written.append(write_report(
+            out / "report.html", title=f"nctk demo: {len(result.pool)} models pre-trained "
+            "on CIFAR-10 source classes", methods=result.methods, evaluation=result.evaluation,
+            truth=result.truth, layers=result.layers, notes=notes))
+    print("wrote " + ", ".join(str(p) for p in written))
+    print(f"re-rank the saved features: nctk rank {features}/*.npz --method all "
+          f"--ground-truth {out / GROUND_TRUTH}")
+    stages = ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items())
+    print(f"done in {time.perf_counter() - started:.1f} s ({stages})")
+    return 0
+
+
+def pool_table(result: Any) -> str:
+    """The models: size, source accuracy, ground truth and its rank."""
+    figures = {m["name"]: m for m in result.info["models"]}
+    by_truth = sorted(result.truth, key=result.truth.__getitem__, reverse=True)
+    rows = [[by_truth.index(f.name) + 1, f.name, figures[f.name]["parameters"],
+             figures[f.name]["source_epochs"], figures[f.name]["source_test_accuracy"],
+             result.truth[f.name]] for f in result.pool]
+    rows.sort(key=lambda row: row[0])
+    return "the pool, best ground truth first\n" + format_table(
+        ["rank", "model", "params", "src epochs", "source acc", "fine-tuned acc (truth)"],
+        rows, digits=4, indent="  ")
+
+
+def method_table(result: Any) -> str:
+    """One row per method, best weighted tau first: correlations, top pick, seconds."""
+    def tau(name: str) -> float:
+        value = result.evaluation[name]["weighted_tau"]
+        return float("-inf") if value is None or math.isnan(value) else value
+
+    rows = [[name, *(result.evaluation[name][k] for k in STATISTICS),
+             result.methods[name].ranking[0], result.methods[name].seconds]
+            for name in sorted(result.methods, key=tau, reverse=True)]
+    return ("methods, best weighted tau first (weighted tau = scipy.stats.weightedtau of "
+            "scores vs truth)\n" + format_table(
+                ["method", *(STAT_TITLES[k] for k in STATISTICS), "top pick", "seconds"],
+                rows, digits=3, indent="  ") + "\n  "
+            + f"best model by ground truth: {max(result.truth, key=result.truth.get)} "
+            f"({fmt_number(max(result.truth.values()), 4)})")

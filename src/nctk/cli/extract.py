@@ -1,10 +1,70 @@
-"""``nctk extract``: (being written)."""
+"""``nctk extract``: frozen features of several models on one dataset, one file per model."""
 
 from __future__ import annotations
 
 import argparse
+import os
+from pathlib import Path
+
+
+def default_cache_dir() -> str:
+    """``$NCTK_CACHE_DIR``, else ``$XDG_CACHE_HOME/nctk``, else ``~/.cache/nctk``."""
+    if os.environ.get("NCTK_CACHE_DIR"):
+        return os.environ["NCTK_CACHE_DIR"]
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return str(Path(base) / "nctk")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("extract", help="(being written)")
-    parser.set_defaults(func=lambda args: 0)
+    parser = subparsers.add_parser(
+        "extract", help="extract frozen features of models on a dataset (one .npz per model)",
+        description="Run each model over the dataset and write OUT/<model>.npz feature files "
+                    "(features, labels, source_logits, layer:<name>) for `nctk rank` and "
+                    "`nctk collapse`. Results are cached and interrupted runs resume.")
+    parser.add_argument("--models", required=True,
+                        help="comma-separated model specs: torchvision:<name>[:<weights>], "
+                             "timm:<name>[:pretrained], hf:<repo or dir>, or checkpoint paths")
+    parser.add_argument("--data", required=True,
+                        help="dataset spec: imagefolder:DIR, torchvision:<Name>:<root>, "
+                             "hf:<name or dir>[:<split>], npz:PATH")
+    parser.add_argument("--split", default=None, help="dataset split (train, test, ...)")
+    parser.add_argument("--per-class", type=int, default=None, metavar="K",
+                        help="use at most K samples per class (stratified, seeded)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the subsampling")
+    parser.add_argument("--layers", default="",
+                        help="intermediate layers to pool: 'all' (every block) or "
+                             "comma-separated module names")
+    parser.add_argument("--image-size", type=int, default=None,
+                        help="crop size of the preprocessing (default: the model's own)")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: auto)")
+    parser.add_argument("--workers", type=int, default=None, help="DataLoader workers")
+    parser.add_argument("--out", required=True, help="output directory")
+    parser.add_argument("--cache-dir", default=None,
+                        help="feature cache (default: $NCTK_CACHE_DIR or ~/.cache/nctk)")
+    parser.add_argument("--no-cache", action="store_true",
+                        help="compute in memory: no reuse, no resume")
+    parser.add_argument("--skip-bad-images", action="store_true",
+                        help="skip unreadable images (their count is reported) instead of "
+                             "stopping")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from nctk.extract import extract_pool, load_dataset, write_pool
+
+    dataset = load_dataset(args.data, split=args.split)
+    pool = extract_pool(
+        args.models, dataset, per_class=args.per_class, seed=args.seed, layers=args.layers,
+        cache_dir=None if args.no_cache else (args.cache_dir or default_cache_dir()),
+        device=args.device, progress=not args.no_progress,
+        skip_bad_images=args.skip_bad_images, batch_size=args.batch_size,
+        image_size=args.image_size, num_workers=args.workers)
+    for result, path in zip(pool, write_pool(pool, args.out), strict=True):
+        extra = f", source_logits {result.source_logits.shape[1]}" \
+            if result.source_logits is not None else ""
+        layers = f", {len(result.layers)} layer(s)" if result.layers else ""
+        print(f"{path}: {result.features.shape[0]} samples, {result.features.shape[1]} "
+              f"features{extra}{layers}")
+    return 0

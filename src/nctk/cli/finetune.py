@@ -1,10 +1,145 @@
-"""``nctk finetune``: (being written)."""
+"""``nctk finetune``: linear probe, Layer FT, SCL FT or full FT (Li et al. 2023), a sweep of
+all of them (Table 3 layout) or data-scarcity curves (Figure 11). See docs/finetune.md.
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+from pathlib import Path
+
+from nctk.errors import InputError
+from nctk.finetune.methods import METHODS
+
+
+def _int_list(text: str, option: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise InputError(f"expected comma-separated integers, got {text!r}",
+                         array=option) from None
+    if not values or min(values) < 1:
+        raise InputError(f"expected positive integers, got {text!r}", array=option)
+    return values
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("finetune", help="(being written)")
-    parser.set_defaults(func=lambda args: 0)
+    parser = subparsers.add_parser(
+        "finetune", help="LP / Layer FT / SCL FT / full FT guided by neural collapse",
+        description="Fine-tune a pre-trained model with one of the methods of Li et al. (2023), "
+                    "sweep them all (--sweep), or measure data scarcity (--scarcity).")
+    parser.add_argument("--model", required=True, help="model spec (see nctk extract)")
+    parser.add_argument("--image-size", type=int, help="input size of the model's "
+                        "preprocessing (default: the model's own, 224 for ImageNet models)")
+    parser.add_argument("--data", required=True, help="training dataset spec")
+    parser.add_argument("--test-data", help="test dataset spec (same classes)")
+    parser.add_argument("--method", choices=METHODS, help="lp, layer, scl or full")
+    parser.add_argument("--unit", help="unit number (1-based), name, or 'auto' (NC criterion)")
+    parser.add_argument("--unit-modules", help="comma-separated sub-module names to use as "
+                        "units (models whose blocks are not discovered)")
+    parser.add_argument("--auto-candidates", help="units tried by --unit auto (default all)")
+    parser.add_argument("--probe-epochs", type=int, default=1,
+                        help="epochs of each --unit auto probe (default 1)")
+    parser.add_argument("--sweep", action="store_true",
+                        help="LP, Layer FT and SCL FT on each unit, then full FT")
+    parser.add_argument("--sweep-units", help="units of the sweep, e.g. 1,3,5,7 (default all)")
+    parser.add_argument("--scarcity", help="samples per class, e.g. 10,50,100 (Figure 11)")
+    parser.add_argument("--epochs", type=int, default=200, help="default 200 (paper)")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--lr", type=float, default=0.1, help="initial lr (default 0.1)")
+    parser.add_argument("--lr-min", type=float, default=1e-4, help="final cosine lr")
+    parser.add_argument("--momentum", type=float, default=0.9)
+    parser.add_argument("--weight-decay", type=float, default=1e-4)
+    parser.add_argument("--val-fraction", type=float, default=0.1)
+    parser.add_argument("--patience", type=int, help="early stopping after N epochs without a "
+                        "better validation accuracy")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda if available)")
+    parser.add_argument("--no-amp", action="store_true", help="no bf16 autocast on GPU")
+    parser.add_argument("--out", default="nctk-finetune", help="output directory")
+    parser.add_argument("--resume", action="store_true", help="continue from --out's checkpoint")
+    parser.add_argument("--no-progress", action="store_true")
+    parser.set_defaults(func=run)
+
+
+def _config(args: argparse.Namespace):
+    from nctk.finetune.train import TrainConfig
+
+    return TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                       lr_min=args.lr_min, momentum=args.momentum,
+                       weight_decay=args.weight_decay, val_fraction=args.val_fraction,
+                       patience=args.patience, seed=args.seed, device=args.device,
+                       amp=not args.no_amp, progress=not args.no_progress)
+
+
+def run(args: argparse.Namespace) -> int:
+    from nctk.extract import load_dataset, load_model
+    from nctk.finetune.plots import plot_scarcity, plot_sweep
+    from nctk.finetune.select import select_unit
+    from nctk.finetune.sweep import format_table, scarcity, sweep, unit_numbers
+    from nctk.finetune.train import finetune
+    from nctk.finetune.units import find_units, resolve_unit
+    from nctk.io import write_json
+
+    modes = sum([bool(args.sweep), bool(args.scarcity), args.method is not None])
+    if modes != 1:
+        raise InputError("give exactly one of --method, --sweep or --scarcity", array="method")
+    unit_names = [u for u in args.unit_modules.split(",") if u] if args.unit_modules else None
+    config = _config(args)
+    config.check()
+    adapter = load_model(args.model, image_size=args.image_size)
+    model = adapter.module
+    train_data = load_dataset(args.data, split="train", transform=adapter.transform)
+    test_data = (load_dataset(args.test_data, split="test", transform=adapter.transform)
+                 if args.test_data else None)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    report: dict = {"model": args.model, "data": args.data, "test_data": args.test_data,
+                    "config": dataclasses.asdict(config)}
+
+    if args.sweep:
+        units = _int_list(args.sweep_units, "sweep-units") if args.sweep_units else None
+        results = sweep(model, train_data, test_data=test_data, units=units,
+                        unit_names=unit_names, config=config, out_dir=out, resume=args.resume,
+                        model_name=args.model)
+        numbers = unit_numbers(model, unit_names)
+        print(format_table(results, numbers))
+        report["results"] = [r.to_json() for r in results]
+        plot = plot_sweep(results, out / "sweep.png", numbers)
+    elif args.scarcity:
+        per_class = _int_list(args.scarcity, "scarcity")
+        unit = args.unit or "5"
+        curves = scarcity(model, train_data, per_class=per_class, unit=unit,
+                          test_data=test_data, unit_names=unit_names, config=config)
+        for method, values in curves["accuracy"].items():
+            print(f"{method:6s} " + "  ".join(f"{k}/class: {100 * v:.2f}%"
+                                              for k, v in zip(per_class, values, strict=True)))
+        report["scarcity"] = curves
+        plot = plot_scarcity(curves, out / "scarcity.png")
+    else:
+        unit = args.unit
+        if args.method in ("layer", "scl") and unit is None:
+            raise InputError(f"--method {args.method} needs --unit N|name|auto", array="unit")
+        if args.method in ("lp", "full") and unit is not None:
+            raise InputError(f"--method {args.method} takes no --unit", array="unit")
+        if unit == "auto":
+            candidates = (_int_list(args.auto_candidates, "auto-candidates")
+                          if args.auto_candidates else None)
+            selection = select_unit(model, train_data, candidates=candidates,
+                                    unit_names=unit_names, config=config,
+                                    probe_epochs=args.probe_epochs)
+            report["unit_selection"] = selection.to_json()
+            print(f"--unit auto: unit {selection.index} ({selection.unit}); probe NC1 "
+                  + ", ".join(f"{k}={v:.4g}" for k, v in selection.nc1.items()))
+            unit = selection.unit
+        elif unit is not None:
+            resolve_unit(find_units(model, unit_names), unit, args.model)
+        result = finetune(model, train_data, method=args.method, unit=unit,
+                          unit_names=unit_names, test_data=test_data, config=config,
+                          out_dir=out, resume=args.resume, model_name=args.model)
+        print(format_table([result], unit_numbers(model, unit_names) if unit else None))
+        report["results"] = [result.to_json()]
+        plot = None
+    path = write_json(out / "result.json", report)
+    print(f"wrote {path}" + (f" and {plot}" if plot else ""))
+    return 0

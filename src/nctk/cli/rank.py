@@ -1,10 +1,259 @@
-"""``nctk rank``: (being written)."""
+"""``nctk rank``: rank a pool of pre-trained models for one labelled target dataset.
+
+Two ways in (design.md, "Command line"):
+
+* ``nctk rank FEATURES.npz... --method ncti,...|all`` scores saved feature files;
+* ``nctk rank --models SPEC,SPEC --data SPEC`` extracts the features first through
+  ``nctk.extract.extract_pool`` (torch is imported only then).
+
+It prints one table per method (and the rank correlations when ``--ground-truth`` is
+given), and optionally writes the contract's JSON (``--json``) and an HTML report
+(``--report``). Every bad input is an :class:`~nctk.errors.InputError`: one line, exit 2.
+"""
 
 from __future__ import annotations
 
 import argparse
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from nctk.analyses import supported_options
+from nctk.cli._table import fmt_number, format_table
+from nctk.errors import InputError
+from nctk.evaluate import STATISTICS, evaluate, undefined_reason
+from nctk.io import FeatureFile, load_ground_truth, load_pool, write_json
+from nctk.validation import encode_labels
+
+#: NCTI's term weights, in the order of ``--ncti-weights`` (its ``combine_options``).
+NCTI_WEIGHTS = ("w_seli", "w_ncc", "w_vc")
+
+#: Column titles of the evaluation statistics.
+STAT_TITLES = {"weighted_tau": "weighted tau", "kendall_tau": "kendall tau",
+               "spearman": "spearman", "pearson": "pearson", "top1_relative": "top-1 rel"}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("rank", help="(being written)")
-    parser.set_defaults(func=lambda args: 0)
+    parser = subparsers.add_parser(
+        "rank", help="rank pre-trained models for a labelled target dataset",
+        description="Score every model of a pool with one or more transferability methods "
+                    "and rank them (higher score = predicted more transferable).")
+    parser.add_argument("features", nargs="*", metavar="FEATURES.npz",
+                        help="one feature file per model (the model name is the file stem)")
+    add_method_arguments(parser)
+    parser.add_argument("--ground-truth", metavar="GT.json",
+                        help="JSON {model: accuracy}; adds weighted tau and other correlations")
+    parser.add_argument("--json", metavar="OUT.json", help="write scores and evaluation as JSON")
+    parser.add_argument("--report", metavar="OUT.html", help="write a self-contained HTML report")
+    extract = parser.add_argument_group("extracting features first (instead of FEATURES.npz)")
+    extract.add_argument("--models", metavar="SPEC,SPEC,...",
+                         help="model specs, e.g. torchvision:resnet50,timm:vit_small_patch16_224")
+    extract.add_argument("--data", metavar="SPEC",
+                         help="target dataset, e.g. imagefolder:DIR or npz:PATH")
+    extract.add_argument("--per-class", type=int, metavar="K",
+                         help="use at most K samples per class (seeded draw)")
+    extract.add_argument("--cache-dir", metavar="DIR",
+                         help="reuse/keep extracted features here (default: $NCTK_CACHE_DIR, "
+                              "else ~/.cache/nctk)")
+    extract.add_argument("--no-cache", action="store_true",
+                         help="extract afresh and keep nothing")
+    extract.add_argument("--skip-bad-images", action="store_true",
+                         help="skip unreadable images instead of stopping")
+    extract.add_argument("--device", help="torch device for extraction (default: auto)")
+    parser.set_defaults(func=run)
+
+
+def add_method_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--method``, ``--seed`` and ``--ncti-weights`` (shared with ``nctk analyze``)."""
+    parser.add_argument("--method", default="ncti", metavar="NAME[,NAME...]|all",
+                        help="transferability method(s) (default: ncti)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed for seeded methods and the per-class draw (default: 0)")
+    parser.add_argument("--ncti-weights", metavar="W_SELI,W_NCC,W_VC",
+                        help="NCTI term weights (default 1,1,1)")
+
+
+def run(args: argparse.Namespace) -> int:
+    methods = resolve(args.method)
+    weights = parse_weights(args.ncti_weights)
+    pool = load_or_extract(args)
+    check_outputs([args.json, args.report], pool, args.ground_truth)
+    check_labels(pool)
+    models = [f.name for f in pool]
+    truth = load_ground_truth(args.ground_truth, models) if args.ground_truth else None
+    methods, notes = drop_unrunnable(methods, pool, args.method)
+    results = {m.name: rank_with_options(pool, m, seed=args.seed, ncti_weights=weights)
+               for m in methods}
+    evaluation = ({name: evaluate(r.scores, truth) for name, r in results.items()}
+                  if truth is not None else None)
+    notes += evaluation_notes(results, truth)
+    print(format_results(results, truth, evaluation, notes))
+    if args.json:
+        write_json(args.json, result_json(results, evaluation))
+    if args.report:
+        from nctk.report import write_report
+
+        write_report(args.report, title=f"nctk rank: {len(pool)} models",
+                     methods=results, evaluation=evaluation, truth=truth, notes=notes)
+    return 0
+
+
+def resolve(spec: str) -> list[Any]:
+    """``--method`` -> registered methods (imports :mod:`nctk.transfer` to register them)."""
+    import nctk.transfer  # noqa: F401  (registers every method)
+    from nctk.transfer.registry import resolve_methods
+
+    try:
+        return resolve_methods(spec)
+    except InputError as err:
+        raise err.located(file="--method") from None
+
+
+def parse_weights(text: str | None) -> dict[str, float] | None:
+    """``"1,0.5,1"`` -> ``{w_seli: 1, w_ncc: 0.5, w_vc: 1}``; None when not given."""
+    if text is None:
+        return None
+    parts = [p.strip() for p in text.split(",")]
+    try:
+        values = [float(p) for p in parts]
+    except ValueError:
+        values = []
+    if len(values) != len(NCTI_WEIGHTS) or not all(math.isfinite(v) for v in values):
+        raise InputError(f"expected three finite numbers W_SELI,W_NCC,W_VC, got {text!r}",
+                         file="--ncti-weights")
+    return dict(zip(NCTI_WEIGHTS, values, strict=True))
+
+
+def load_or_extract(args: argparse.Namespace) -> list[FeatureFile]:
+    """Feature files from the command line, or extracted with ``--models``/``--data``."""
+    extracting = args.models is not None or args.data is not None
+    if args.features and extracting:
+        raise InputError("give either FEATURES.npz files or --models with --data, not both",
+                         file="--models")
+    if not extracting:
+        if not args.features:
+            raise InputError("no feature files given (or use --models with --data)",
+                             file="FEATURES.npz")
+        return load_pool(args.features)
+    if not args.models or not args.data:
+        raise InputError("--models and --data go together", file="--models" if not args.models
+                         else "--data")
+    if args.per_class is not None and args.per_class < 1:
+        raise InputError(f"must be >= 1, got {args.per_class}", file="--per-class")
+    specs = [s.strip() for s in args.models.split(",") if s.strip()]
+    from nctk.cli.extract import default_cache_dir
+    from nctk.extract import extract_pool
+
+    cache_dir = None if args.no_cache else (args.cache_dir or default_cache_dir())
+    return extract_pool(specs, args.data, per_class=args.per_class, seed=args.seed,
+                        cache_dir=cache_dir, device=args.device,
+                        skip_bad_images=args.skip_bad_images)
+
+
+def drop_unrunnable(methods: Sequence[Any], pool: Sequence[FeatureFile], spec: str
+                    ) -> tuple[list[Any], list[str]]:
+    """With ``--method all``, leave out the methods needing source logits when a file lacks
+    them (with a note). Methods named explicitly are kept, so they fail with a clear error.
+    """
+    if spec.strip() != "all" or all(f.source_logits is not None for f in pool):
+        return list(methods), []
+    kept = [m for m in methods if m.input != "source_logits"]
+    skipped = [m.name for m in methods if m.input == "source_logits"]
+    notes = [f"skipped {', '.join(skipped)}: some feature files have no source_logits"
+             ] if skipped else []
+    return kept, notes
+
+
+def check_labels(pool: Sequence[FeatureFile]) -> None:
+    """The shared labels are usable (ints or strings, >= 2 classes); names the first file."""
+    first = pool[0]
+    try:
+        encode_labels(first.labels, first.features.shape[0], "labels")
+    except InputError as err:
+        raise err.located(file=first.path or first.name) from None
+
+
+def check_outputs(outputs: Sequence[str | None], pool: Sequence[FeatureFile],
+                  ground_truth: str | None) -> None:
+    """Refuse an output path that is one of the inputs (it would be overwritten)."""
+    inputs = {_real(f.path) for f in pool if f.path} | ({_real(ground_truth)}
+                                                        if ground_truth else set())
+    for out in outputs:
+        if out and _real(out) in inputs:
+            raise InputError("is also an input file; refusing to overwrite it", file=out)
+
+
+def _real(path: str | os.PathLike) -> str:
+    return os.path.realpath(Path(path))
+
+
+def method_options(method: Any, *, seed: int | None = None,
+                   ncti_weights: Mapping[str, float] | None = None) -> dict[str, Any]:
+    """The CLI options ``method`` takes: ``seed`` where its function has a ``seed``
+    parameter, the NCTI weights where its ``combine_options`` name them."""
+    candidates = dict(ncti_weights or {})
+    if seed is not None:
+        candidates["seed"] = seed
+    return supported_options(method, candidates)
+
+
+def rank_with_options(pool: Sequence[FeatureFile], method: Any, *, seed: int | None = None,
+                      ncti_weights: Mapping[str, float] | None = None) -> Any:
+    """``rank_pool`` with the options ``method`` takes (see :func:`method_options`)."""
+    from nctk.transfer import rank_pool
+
+    return rank_pool(pool, method, **method_options(method, seed=seed,
+                                                     ncti_weights=ncti_weights))
+
+
+def evaluation_notes(results: Mapping[str, Any], truth: Mapping[str, float] | None
+                     ) -> list[str]:
+    """One line per method whose correlations are undefined (NaN), saying why."""
+    if truth is None:
+        return []
+    notes = []
+    for name, result in results.items():
+        reason = undefined_reason(result.scores, truth)
+        if reason:
+            notes.append(f"{name}: correlations are NaN: {reason}")
+    return notes
+
+
+def result_json(results: Mapping[str, Any], evaluation: Mapping[str, dict] | None
+                ) -> dict[str, Any]:
+    """The ``--json`` object of design.md: ``methods`` and, with a ground truth, ``evaluation``."""
+    data: dict[str, Any] = {"methods": {name: r.to_json() for name, r in results.items()}}
+    if evaluation is not None:
+        data["evaluation"] = {name: dict(ev) for name, ev in evaluation.items()}
+    return data
+
+
+def format_results(results: Mapping[str, Any], truth: Mapping[str, float] | None,
+                   evaluation: Mapping[str, dict] | None, notes: Sequence[str] = ()) -> str:
+    """The terminal output: one ranking block per method, then a summary table."""
+    blocks = []
+    for name, result in results.items():
+        headers = ["rank", "model", "score"] + (["truth"] if truth is not None else [])
+        rows = []
+        for position, model in enumerate(result.ranking, start=1):
+            row: list[Any] = [position, model, result.scores[model]]
+            if truth is not None:
+                row.append(truth[model])
+            rows.append(row)
+        title = f"{name}  ({len(result.scores)} models, {fmt_number(result.seconds, 3)} s)"
+        block = [title, format_table(headers, rows, indent="  ")]
+        if evaluation is not None:
+            ev = evaluation[name]
+            block.append("  " + "   ".join(
+                f"{STAT_TITLES[k]} {fmt_number(ev[k], 3, scientific=False)}" for k in STATISTICS))
+        blocks.append("\n".join(block))
+    if evaluation is not None and len(results) > 1:
+        rows = [[name, *(evaluation[name][k] for k in STATISTICS), results[name].seconds]
+                for name in results]
+        blocks.append("summary\n" + format_table(
+            ["method", *(STAT_TITLES[k] for k in STATISTICS), "seconds"], rows, digits=3,
+            scientific=False, indent="  "))
+    blocks.extend(f"note: {line}" for line in notes)
+    return "\n\n".join(blocks)

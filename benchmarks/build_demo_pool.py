@@ -1,0 +1,249 @@
+"""Build the assets of ``nctk demo``: pre-train the demo pool, fine-tune it, ship a subset.
+
+The project has no internet and no pretrained weights, so it trains its own small pool
+(the architectures of :mod:`nctk.demo.models`) on real images:
+
+1. Source task: the CIFAR-10 classes airplane, automobile, bird, cat, deer (train split,
+   25,000 images). Each model is trained from scratch for its own number of epochs
+   (``DemoModel.source_epochs``), AdamW, cosine learning rate, random horizontal flips;
+   its accuracy on the source test split (5,000 images) is recorded. The weights are
+   shipped as float16 state dicts, source head included (LEEP and NCE use it).
+2. Ground truth: the shipped weights (float16 rounded back to float32) are fine-tuned on
+   the FULL target train split, CIFAR-10 classes dog, frog, horse, ship, truck (25,000
+   images): new 5-way head, all layers trained, the same fixed schedule for every model
+   (``--finetune-epochs`` epochs of AdamW, cosine). The accuracy on the target test split
+   (5,000 images) is the model's ground-truth transferability.
+3. The target subset the demo ranks on: ``--per-class`` images per target class drawn
+   (seeded) from the target train split, as uint8 ``images`` (N, 32, 32, 3) and string
+   ``labels``.
+
+Everything is seeded; with one thread per worker process the run is repeatable on one
+machine. Usage (from the repository root)::
+
+    python benchmarks/build_demo_pool.py --data ../shared/data/cifar10/cifar10_jpeg.npz \
+        --workers 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import math
+import multiprocessing
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from nctk.demo.models import MEAN, STD, get_member, pool_names
+from nctk.io import write_json
+
+SOURCE_CLASSES = ("airplane", "automobile", "bird", "cat", "deer")
+TARGET_CLASSES = ("dog", "frog", "horse", "ship", "truck")
+ASSETS = Path(__file__).resolve().parents[1] / "src" / "nctk" / "demo" / "assets"
+BATCH_SIZE = 128
+SOURCE_LR = 2e-3
+FINETUNE_LR = 1e-3
+WEIGHT_DECAY = 5e-4
+
+
+def decoded_cifar10(npz_path: Path, cache_dir: Path) -> dict[str, np.ndarray]:
+    """All CIFAR-10 images decoded to uint8 (N, 32, 32, 3), cached next to a hash of the
+    source file's size and name so later runs skip the JPEG decoding."""
+    key = hashlib.sha1(f"{npz_path.resolve()}:{npz_path.stat().st_size}".encode()).hexdigest()
+    cache = cache_dir / f"nctk_cifar10_decoded_{key[:12]}.npz"
+    if not cache.exists():
+        with np.load(npz_path, allow_pickle=False) as z:
+            jpeg, offsets = z["jpeg"], z["offsets"]
+            images = np.stack([
+                np.asarray(Image.open(io.BytesIO(jpeg[offsets[i]:offsets[i + 1]].tobytes()))
+                           .convert("RGB")) for i in range(len(offsets) - 1)])
+            arrays = {"images": images, "labels": z["labels"], "split": z["split"],
+                      "class_names": z["class_names"]}
+        tmp = cache.with_suffix(".tmp.npz")
+        np.savez(tmp, **arrays)
+        tmp.replace(cache)
+    with np.load(cache, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+def select(data: dict[str, np.ndarray], classes: tuple[str, ...],
+           split: int) -> tuple[np.ndarray, np.ndarray]:
+    """Images of ``classes`` in ``split`` (0 train, 1 test), labels re-coded 0..len-1."""
+    names = [str(c) for c in data["class_names"]]
+    codes = np.array([names.index(c) for c in classes])
+    keep = (data["split"] == split) & np.isin(data["labels"], codes)
+    labels = np.searchsorted(codes, data["labels"][keep])  # codes are sorted ascending
+    return data["images"][keep], labels
+
+
+def to_batch(images: np.ndarray) -> torch.Tensor:
+    """uint8 (B, 32, 32, 3) -> normalised float (B, 3, 32, 32), as in nctk.demo.run."""
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255)
+    return (x - torch.tensor(MEAN).view(1, 3, 1, 1)) / torch.tensor(STD).view(1, 3, 1, 1)
+
+
+def train(net: nn.Module, images: np.ndarray, labels: np.ndarray, *, epochs: int,
+          lr: float, seed: int) -> None:
+    """AdamW with a per-step cosine schedule and random horizontal flips, all layers."""
+    generator = torch.Generator().manual_seed(seed)
+    targets = torch.from_numpy(labels)
+    steps = epochs * math.ceil(len(images) / BATCH_SIZE)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=WEIGHT_DECAY)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
+    net.train()
+    for _ in range(epochs):
+        order = torch.randperm(len(images), generator=generator).numpy()
+        for start in range(0, len(images), BATCH_SIZE):
+            index = order[start:start + BATCH_SIZE]
+            x = to_batch(images[index])
+            flip = torch.rand(len(index), generator=generator) < 0.5
+            x[flip] = x[flip].flip(3)
+            loss = nn.functional.cross_entropy(net(x), targets[index])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+
+
+@torch.no_grad()
+def accuracy(net: nn.Module, images: np.ndarray, labels: np.ndarray) -> float:
+    net.eval()
+    correct = 0
+    for start in range(0, len(images), 500):
+        logits = net(to_batch(images[start:start + 500]))
+        correct += int((logits.argmax(1).numpy() == labels[start:start + 500]).sum())
+    return correct / len(images)
+
+
+def build_member(job: tuple[str, str, int, int, str, str]) -> dict:
+    """Pre-train, save and fine-tune one pool member; returns its figures.
+
+    The figures are also kept in ``work_dir/<name>.json`` with the settings that produced
+    them, so an interrupted build resumes without redoing finished members.
+    """
+    name, cache_dir, seed, finetune_epochs, out_dir, work_dir = job
+    member = get_member(name)
+    settings = {"seed": seed, "source_epochs": member.source_epochs,
+                "finetune_epochs": finetune_epochs, "summary": member.summary,
+                "source_lr": SOURCE_LR, "finetune_lr": FINETUNE_LR, "batch_size": BATCH_SIZE}
+    record = Path(work_dir) / f"{name}.json"
+    if record.exists() and (Path(out_dir) / f"{name}.pt").exists():
+        kept = json.loads(record.read_text())
+        if kept["settings"] == settings:
+            print(f"{name}: kept from {record}", flush=True)
+            return kept["figures"]
+    torch.set_num_threads(1)
+    data = decoded_cifar10(Path(_DATA_PATH), Path(cache_dir))
+    started = time.perf_counter()
+
+    torch.manual_seed(seed)
+    net = member.build()
+    source_x, source_y = select(data, SOURCE_CLASSES, split=0)
+    train(net, source_x, source_y, epochs=member.source_epochs, lr=SOURCE_LR, seed=seed)
+    source_test = accuracy(net, *select(data, SOURCE_CLASSES, split=1))
+    shipped = {k: v.half() if v.is_floating_point() else v for k, v in net.state_dict().items()}
+    torch.save(shipped, Path(out_dir) / f"{name}.pt")
+    source_seconds = time.perf_counter() - started
+
+    torch.manual_seed(seed + 1000)
+    tuned = member.build()
+    tuned.load_state_dict({k: v.float() if v.is_floating_point() else v
+                           for k, v in shipped.items()})
+    tuned.head = nn.Linear(tuned.head.in_features, len(TARGET_CLASSES))
+    target_x, target_y = select(data, TARGET_CLASSES, split=0)
+    train(tuned, target_x, target_y, epochs=finetune_epochs, lr=FINETUNE_LR, seed=seed + 1000)
+    target_test = accuracy(tuned, *select(data, TARGET_CLASSES, split=1))
+    figures = {
+        "name": name, "summary": member.summary,
+        "parameters": sum(p.numel() for p in net.parameters()),
+        "source_epochs": member.source_epochs, "source_test_accuracy": source_test,
+        "finetuned_target_test_accuracy": target_test,
+        "source_seconds": round(source_seconds, 1),
+        "finetune_seconds": round(time.perf_counter() - started - source_seconds, 1),
+    }
+    print(json.dumps(figures), flush=True)
+    write_json(record, {"settings": settings, "figures": figures})
+    return figures
+
+
+def target_subset(data: dict[str, np.ndarray], per_class: int, seed: int) -> dict:
+    """``per_class`` target-train images per class, drawn without replacement, seeded."""
+    images, labels = select(data, TARGET_CLASSES, split=0)
+    rng = np.random.default_rng(seed)
+    rows = np.concatenate([np.sort(rng.choice(np.flatnonzero(labels == c), per_class,
+                                              replace=False))
+                           for c in range(len(TARGET_CLASSES))])
+    return {"images": images[rows], "labels": np.array(TARGET_CLASSES)[labels[rows]]}
+
+
+_DATA_PATH = ""
+
+
+def _init_worker(data_path: str) -> None:
+    global _DATA_PATH
+    _DATA_PATH = data_path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", default="../shared/data/cifar10/cifar10_jpeg.npz",
+                        help="CIFAR-10 JPEG archive (see shared/data/cifar10/README.md)")
+    parser.add_argument("--out", default=str(ASSETS), help="assets folder to write")
+    parser.add_argument("--cache-dir", default=tempfile.gettempdir(),
+                        help="where the decoded images are cached")
+    parser.add_argument("--work-dir", default=str(Path(tempfile.gettempdir()) / "nctk_demo_build"),
+                        help="per-model records, so an interrupted build resumes")
+    parser.add_argument("--models", default="all",
+                        help="comma-separated pool members, built in this order (default: all)")
+    parser.add_argument("--finetune-epochs", type=int, default=1)
+    parser.add_argument("--per-class", type=int, default=60)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=2,
+                        help="parallel worker processes, one thread each")
+    args = parser.parse_args()
+
+    started = time.perf_counter()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    data = decoded_cifar10(Path(args.data), Path(args.cache_dir))
+    print(f"decoded CIFAR-10 in {time.perf_counter() - started:.1f} s", flush=True)
+    np.savez_compressed(out / "target_subset.npz", **target_subset(data, args.per_class,
+                                                                  args.seed))
+    del data
+
+    names = pool_names() if args.models == "all" else args.models.split(",")
+    Path(args.work_dir).mkdir(parents=True, exist_ok=True)
+    jobs = [(name, args.cache_dir, args.seed + 10 * pool_names().index(name),
+             args.finetune_epochs, str(out), args.work_dir) for name in names]
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(args.workers, initializer=_init_worker, initargs=(args.data,)) as pool:
+        built = pool.map(build_member, jobs, chunksize=1)
+    figures = sorted(built, key=lambda f: pool_names().index(f["name"]))
+
+    seconds = time.perf_counter() - started
+    write_json(out / "ground_truth.json",
+               {f["name"]: f["finetuned_target_test_accuracy"] for f in figures})
+    write_json(out / "pool.json", {
+        "source_task": {"dataset": "CIFAR-10", "split": "train", "classes": SOURCE_CLASSES},
+        "target_task": {"dataset": "CIFAR-10", "classes": TARGET_CLASSES,
+                        "subset": f"{args.per_class} per class from the train split"},
+        "ground_truth": (f"accuracy on the target test split (5,000 images) after fine-tuning "
+                         f"all layers with a new 5-way head on the full target train split "
+                         f"(25,000 images), {args.finetune_epochs} epochs AdamW lr "
+                         f"{FINETUNE_LR:g}, cosine, batch {BATCH_SIZE}, horizontal flips"),
+        "source_schedule": (f"AdamW lr {SOURCE_LR:g}, weight decay {WEIGHT_DECAY:g}, cosine, "
+                            f"batch {BATCH_SIZE}, horizontal flips, per-model epochs"),
+        "seed": args.seed, "build_seconds": round(seconds, 1), "models": figures,
+    })
+    print(f"built {len(figures)} models in {seconds:.1f} s", flush=True)
+
+
+if __name__ == "__main__":
+    main()

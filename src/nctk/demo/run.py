@@ -1,0 +1,191 @@
+"""The demo runner: rank the shipped pool on the shipped target subset, offline.
+
+The assets in ``nctk/demo/assets/`` are built by ``benchmarks/build_demo_pool.py``:
+
+* ``<model>.pt``: float16 state dicts of the :data:`nctk.demo.models.POOL` networks,
+  trained by the project on the CIFAR-10 source classes (not ImageNet);
+* ``target_subset.npz``: ``images`` uint8 (N, 32, 32, 3) and string ``labels``, a seeded
+  per-class draw from the target classes' train split;
+* ``ground_truth.json``: ``{model: accuracy}`` on the target test split after fine-tuning
+  every layer on the full target train split;
+* ``pool.json``: how the above was built, with the source accuracies.
+
+:func:`run_demo` extracts penultimate, source-logit and block-wise features with
+:mod:`nctk.extract`, scores them with the registered transferability methods, evaluates
+each ranking against the ground truth (:func:`nctk.evaluate.evaluate`) and measures the
+layer-wise collapse (:func:`nctk.collapse.layer_profile`).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from nctk.analyses import supported_options
+from nctk.demo.models import MEAN, STD, get_member, pool_names
+from nctk.errors import InputError
+from nctk.io import FeatureFile, load_ground_truth
+
+#: Where the shipped weights, target subset and ground truth live.
+ASSETS = Path(__file__).resolve().with_name("assets")
+SUBSET = "target_subset.npz"
+GROUND_TRUTH = "ground_truth.json"
+POOL_INFO = "pool.json"
+
+
+@dataclass
+class DemoResult:
+    """Everything one demo run computed.
+
+    Attributes:
+        pool: one :class:`~nctk.io.FeatureFile` per model (penultimate features, source
+            logits, ``layers`` = pooled block outputs), in pool order.
+        truth: model -> fine-tuned target test accuracy (the ground truth).
+        methods: method name -> :class:`~nctk.transfer.ranking.MethodResult`.
+        evaluation: method name -> ``evaluate(scores, truth)``.
+        layers: model -> ``layer_profile()`` (layer -> NC measures).
+        info: the build record of the pool (``pool.json``).
+        seconds: wall-clock seconds per stage (``load``, ``extract``, ``rank``,
+            ``collapse``).
+    """
+
+    pool: list[FeatureFile]
+    truth: dict[str, float]
+    methods: dict[str, Any]
+    evaluation: dict[str, dict[str, float]]
+    layers: dict[str, dict[str, dict[str, float]]]
+    info: dict[str, Any]
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def asset(name: str) -> Path:
+    """Path of a shipped asset; InputError when the installation lacks it."""
+    path = ASSETS / name
+    if not path.is_file():
+        raise InputError("demo asset missing: the package was installed without its assets "
+                         "(rebuild with benchmarks/build_demo_pool.py)", file=str(path))
+    return path
+
+
+def pool_info() -> dict[str, Any]:
+    """The build record ``pool.json``: tasks, schedules and per-model figures."""
+    return json.loads(asset(POOL_INFO).read_text(encoding="utf-8"))
+
+
+def load_demo_model(name: str) -> nn.Module:
+    """The pool member ``name`` with its shipped weights (float32, eval mode)."""
+    try:
+        member = get_member(name)
+    except KeyError:
+        raise InputError(f"unknown demo model {name!r}; the pool is "
+                         f"{', '.join(pool_names())}", file="--models") from None
+    module = member.build()
+    state = torch.load(asset(f"{name}.pt"), map_location="cpu", weights_only=True)
+    module.load_state_dict({k: v.float() if v.is_floating_point() else v
+                            for k, v in state.items()})
+    return module.eval()
+
+
+def image_transform() -> Any:
+    """PIL image -> normalised (3, 32, 32) float tensor, as the pool was trained."""
+    from torchvision import transforms
+
+    return transforms.Compose([transforms.ToTensor(), transforms.Normalize(MEAN, STD)])
+
+
+def select_models(models: Sequence[str] | None) -> list[str]:
+    """``None`` -> the whole pool; otherwise the given names, checked, in pool order."""
+    if models is None:
+        return pool_names()
+    unknown = [m for m in models if m not in pool_names()]
+    if unknown:
+        raise InputError(f"unknown demo model {unknown[0]!r}; the pool is "
+                         f"{', '.join(pool_names())}", file="--models")
+    if len(set(models)) < 2:
+        raise InputError("a ranking needs at least 2 distinct models", file="--models")
+    return [m for m in pool_names() if m in models]
+
+
+def extract_pool_features(models: Sequence[str], *, batch_size: int = 100,
+                          progress: bool = False) -> list[FeatureFile]:
+    """Penultimate features, source logits and block-wise features of each model on the
+    shipped target subset, through :mod:`nctk.extract`."""
+    from nctk.extract import ModelAdapter, extract_features, load_dataset
+
+    data = load_dataset(f"npz:{asset(SUBSET)}")
+    pool = []
+    for name in models:
+        module = load_demo_model(name)
+        adapter = ModelAdapter.from_module(module, name=name, transform=image_transform(),
+                                           head=module.head)
+        # 300 tiny images: loader worker processes would cost more than they save.
+        pool.append(extract_features(adapter, data, layers=module.block_names,
+                                     batch_size=batch_size, device="cpu", progress=progress,
+                                     num_workers=0))
+    return pool
+
+
+def run_demo(*, models: Sequence[str] | None = None, methods: str = "all", seed: int = 0,
+             progress: bool = False) -> DemoResult:
+    """Rank the shipped pool (or ``models`` of it) with ``methods`` and evaluate.
+
+    Args:
+        models: pool members to use (at least 2); all when None.
+        methods: ``"all"`` or comma-separated registered method names.
+        seed: passed to the methods that take one.
+        progress: show extraction progress bars.
+    """
+    import nctk.transfer  # noqa: F401  (registers every method)
+    from nctk.collapse import layer_profile
+    from nctk.evaluate import evaluate
+    from nctk.transfer import rank_pool
+    from nctk.transfer.registry import resolve_methods
+
+    seconds: dict[str, float] = {}
+    started = time.perf_counter()
+    try:
+        chosen = resolve_methods(methods)
+    except InputError as err:
+        raise err.located(file="--methods") from None
+    names = select_models(models)
+    shipped_truth = load_ground_truth(asset(GROUND_TRUTH), names)
+    truth = {name: shipped_truth[name] for name in names}
+    info = pool_info()
+    seconds["load"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    pool = extract_pool_features(names, progress=progress)
+    seconds["extract"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    results = {m.name: rank_pool(pool, m, **supported_options(m, {"seed": seed}))
+               for m in chosen}
+    evaluation = {name: evaluate(r.scores, truth) for name, r in results.items()}
+    seconds["rank"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    layers = {f.name: layer_profile(f) for f in pool}
+    seconds["collapse"] = time.perf_counter() - started
+    return DemoResult(pool=pool, truth=truth, methods=results, evaluation=evaluation,
+                      layers=layers, info=info, seconds=seconds)
+
+
+def provenance(info: dict[str, Any], n_images: int) -> list[str]:
+    """Plain-language lines saying what the pool, the data and the ground truth are."""
+    source = info["source_task"]
+    target = info["target_task"]
+    return [
+        f"The pool: {len(info['models'])} small models trained by nctk itself "
+        f"(benchmarks/build_demo_pool.py) on the {source['dataset']} classes "
+        f"{', '.join(source['classes'])} ({source['split']} split), NOT ImageNet models.",
+        f"Target task: {target['dataset']} classes {', '.join(target['classes'])}; the "
+        f"features come from {n_images} images ({target['subset']}).",
+        f"Ground truth: {info['ground_truth']}.",
+    ]

@@ -1,0 +1,365 @@
+"""Labelled image datasets from a spec string, and stratified subsampling.
+
+Specs accepted by :func:`load_dataset` (see docs/extraction.md)::
+
+    imagefolder:DIR                 one sub-folder per class (torchvision ImageFolder layout)
+    torchvision:<Name>:<root>       torchvision.datasets.<Name>(root, download=False)
+    hf:<name or saved dir>[:<split>]  a Hugging Face ``datasets`` dataset (hub cache or disk)
+    npz:PATH                        arrays ``images`` uint8 (N, H, W, 3) and ``labels`` (N,)
+
+Every dataset is a :class:`LabelledImages`: a ``torch.utils.data.Dataset`` of
+``(tensor, label_index)`` with ``labels`` (codes 0..C-1) and ``classes`` (original label
+values, ``classes[labels[i]]`` is sample i's label).
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import os
+import zipfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torchvision import transforms as T
+
+from nctk.arrays import to_numpy
+from nctk.errors import InputError
+from nctk.extract.cache import files_fingerprint
+from nctk.validation import encode_labels
+
+ACCEPTED_FORMS = ("imagefolder:DIR, torchvision:<Name>:<root>, hf:<name or saved dir>[:<split>], "
+                  "npz:PATH (arrays 'images' uint8 (N,H,W,3) and 'labels')")
+
+#: ``read(i) -> PIL RGB image`` of the i-th sample of the underlying source.
+Reader = Callable[[int], Image.Image]
+
+
+class LabelledImages(torch.utils.data.Dataset):
+    """Images with class labels, addressed by position.
+
+    Attributes:
+        spec: the spec the dataset was loaded from.
+        labels: (N,) int64 class codes 0..C-1 of the samples, in order.
+        classes: (C,) original label values (class names or label ints).
+        indices: (N,) int64 positions of these samples in the source (a subset keeps them).
+        transform: PIL image -> tensor (None: ``ToTensor``); the engine uses the model's
+            own preprocessing unless one was given here.
+        identity: a string that changes whenever the source content changes (file list,
+            sizes and modification times, or a content fingerprint), for the cache.
+    """
+
+    def __init__(self, *, spec: str, reader: Reader, labels: np.ndarray, classes: np.ndarray,
+                 identity: str, describe: Callable[[int], str], transform: Any = None,
+                 indices: np.ndarray | None = None):
+        self.spec = spec
+        self._reader = reader
+        self._describe = describe
+        self.classes = classes
+        self.identity = identity
+        self.transform = transform
+        self._all_labels = labels
+        self.indices = (np.arange(labels.shape[0], dtype=np.int64) if indices is None
+                        else np.asarray(indices, dtype=np.int64))
+        self.labels = labels[self.indices]
+
+    def __len__(self) -> int:
+        return int(self.indices.shape[0])
+
+    def __getitem__(self, position: int) -> tuple[torch.Tensor, int]:
+        image = self.read_image(position)
+        transform = self.transform or T.ToTensor()
+        return transform(image), int(self.labels[position])
+
+    def read_image(self, position: int) -> Image.Image:
+        """The RGB PIL image at ``position``; InputError naming the file when unreadable."""
+        index = int(self.indices[position])
+        try:
+            image = self._reader(index)
+            image.load()
+            return image.convert("RGB")
+        except (OSError, ValueError, SyntaxError) as exc:  # PIL's errors for bad image data
+            raise InputError(f"cannot read image ({type(exc).__name__}: {exc})",
+                             file=self._describe(index)) from None
+
+    def describe(self, position: int) -> str:
+        """Where the sample at ``position`` comes from (a file path, or spec[index])."""
+        return self._describe(int(self.indices[position]))
+
+    def label_values(self) -> np.ndarray:
+        """(N,) the original label of every sample (``classes[labels]``)."""
+        return self.classes[self.labels]
+
+    def with_transform(self, transform: Any) -> LabelledImages:
+        """A shallow copy using ``transform``."""
+        other = copy.copy(self)
+        other.transform = transform
+        return other
+
+    def subset(self, positions: Sequence[int] | np.ndarray) -> LabelledImages:
+        """The samples at ``positions`` (of this dataset), in that order."""
+        positions = np.asarray(positions, dtype=np.int64)
+        return LabelledImages(spec=self.spec, reader=self._reader, labels=self._all_labels,
+                              classes=self.classes, identity=self.identity,
+                              describe=self._describe, transform=self.transform,
+                              indices=self.indices[positions])
+
+    def __repr__(self) -> str:
+        return (f"LabelledImages({self.spec!r}, {len(self)} samples, "
+                f"{len(self.classes)} classes)")
+
+
+def load_dataset(spec: str, *, split: str | None = None, transform: Any = None,
+                 image_column: str | None = None, label_column: str | None = None
+                 ) -> LabelledImages:
+    """Open a labelled image dataset from a spec (see the module docstring).
+
+    Args:
+        spec: the dataset spec.
+        split: for torchvision datasets ``train``/``test`` (or the dataset's own split
+            names); for Hugging Face datasets the split (also ``hf:<name>:<split>``).
+        transform: preprocessing to force; None lets the engine use the model's own.
+        image_column, label_column: Hugging Face columns (default: the first ``Image``
+            feature; the first ``ClassLabel`` feature, else ``label``/``labels``).
+
+    Raises:
+        InputError: unknown spec, missing files, empty dataset, fewer than two classes.
+    """
+    if not isinstance(spec, str) or ":" not in spec:
+        raise InputError(f"unknown dataset spec {spec!r}; accepted forms: {ACCEPTED_FORMS}")
+    kind, _, rest = spec.partition(":")
+    if kind == "imagefolder":
+        dataset = _imagefolder(spec, rest)
+    elif kind == "torchvision":
+        dataset = _torchvision(spec, rest, split)
+    elif kind == "hf":
+        dataset = _huggingface(spec, rest, split, image_column, label_column)
+    elif kind == "npz":
+        dataset = _npz(spec, rest)
+    else:
+        raise InputError(f"unknown dataset spec {spec!r}; accepted forms: {ACCEPTED_FORMS}")
+    dataset.transform = transform
+    return dataset
+
+
+def _labelled(spec: str, raw_labels: Any, *, classes: Sequence[Any] | None = None,
+              **kwargs: Any) -> LabelledImages:
+    """Validate labels (non-empty, >= 2 classes) and build the dataset.
+
+    ``classes``: names of the label ints 0..K-1 when the source has them (ImageFolder,
+    ClassLabel); only the classes present are kept.
+    """
+    raw = np.asarray(raw_labels)
+    if raw.size == 0:
+        raise InputError("the dataset is empty", file=spec)
+    try:
+        encoded = encode_labels(raw, name="labels", min_classes=2)
+    except InputError as err:
+        raise err.located(file=spec) from None
+    values = encoded.classes
+    if classes is not None:
+        values = np.asarray(classes)[values.astype(np.int64)]
+    return LabelledImages(spec=spec, labels=encoded.codes, classes=values, **kwargs)
+
+
+def _imagefolder(spec: str, directory: str) -> LabelledImages:
+    from torchvision.datasets.folder import IMG_EXTENSIONS, make_dataset
+
+    root = Path(directory)
+    if not root.is_dir():
+        raise InputError("no such directory", file=directory)
+    classes = sorted(entry.name for entry in os.scandir(root) if entry.is_dir())
+    if not classes:
+        raise InputError("no class sub-folders (expected DIR/<class>/<image>)", file=directory)
+    try:
+        samples = make_dataset(str(root), {c: i for i, c in enumerate(classes)},
+                               extensions=IMG_EXTENSIONS, allow_empty=True)
+    except (OSError, FileNotFoundError) as exc:
+        raise InputError(f"cannot list images ({exc})", file=directory) from None
+    reader = _FileReader([Path(path) for path, _ in samples])
+    return _labelled(spec, [label for _, label in samples], classes=classes,
+                     reader=reader, describe=reader.describe,
+                     identity="imagefolder:" + files_fingerprint(reader.files, root))
+
+
+class _FileReader:
+    """Reads images from a list of files (a class, so DataLoader workers can pickle it)."""
+
+    def __init__(self, files: Sequence[Path]):
+        self.files = list(files)
+
+    def __call__(self, index: int) -> Image.Image:
+        return Image.open(self.files[index])
+
+    def describe(self, index: int) -> str:
+        return str(self.files[index])
+
+
+def _npz(spec: str, path: str) -> LabelledImages:
+    file = Path(path)
+    if not file.is_file():
+        raise InputError("no such file", file=path)
+    try:
+        with np.load(file, allow_pickle=False) as npz:
+            missing = [k for k in ("images", "labels") if k not in npz.files]
+            if missing:
+                raise InputError(f"missing (found: {', '.join(npz.files) or 'nothing'})",
+                                 file=path, array=missing[0])
+            images, labels = npz["images"], npz["labels"]
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        raise InputError(f"not a readable .npz file ({exc})", file=path) from None
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
+        raise InputError(f"expected uint8 (N, H, W, 3), got {images.dtype} {images.shape}",
+                         file=path, array="images")
+    if labels.shape != (images.shape[0],):
+        raise InputError(f"expected shape ({images.shape[0]},) to match the images, got "
+                         f"{labels.shape}", file=path, array="labels")
+    stat = file.stat()
+    identity = f"npz:{file.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+    return _labelled(spec, labels, reader=_ArrayReader(images),
+                     describe=_IndexedName(path).describe, identity=identity)
+
+
+class _ArrayReader:
+    def __init__(self, images: np.ndarray):
+        self.images = images
+
+    def __call__(self, index: int) -> Image.Image:
+        return Image.fromarray(self.images[index])
+
+
+class _IndexedName:
+    def __init__(self, where: str):
+        self.where = where
+
+    def describe(self, index: int) -> str:
+        return f"{self.where}[{index}]"
+
+
+def _torchvision(spec: str, rest: str, split: str | None) -> LabelledImages:
+    import torchvision.datasets as tvd
+
+    name, _, root = rest.partition(":")
+    cls = getattr(tvd, name, None)
+    if not (isinstance(cls, type) and issubclass(cls, torch.utils.data.Dataset)):
+        raise InputError(f"unknown torchvision dataset '{name}' in {spec!r}; accepted forms: "
+                         f"{ACCEPTED_FORMS}")
+    if not root:
+        raise InputError(f"no root directory in {spec!r} (torchvision:<Name>:<root>)")
+    params = inspect.signature(cls).parameters
+    kwargs: dict[str, Any] = {}
+    if "download" in params:
+        kwargs["download"] = False
+    if "train" in params:
+        kwargs["train"] = split in (None, "train")
+    elif "split" in params and split is not None:
+        kwargs["split"] = split
+    try:
+        source = cls(root, **kwargs)
+    except (RuntimeError, OSError, FileNotFoundError, ValueError) as exc:
+        raise InputError(f"cannot open torchvision.datasets.{name} with download=False "
+                         f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})",
+                         file=root) from None
+    targets = next((getattr(source, a) for a in ("targets", "labels", "_labels")
+                    if getattr(source, a, None) is not None), None)
+    if targets is None:  # no label array: read every sample once
+        targets = [source[i][1] for i in range(len(source))]
+    targets = to_numpy(targets)
+    classes = getattr(source, "classes", None)
+    if classes is not None and len(classes) <= int(np.max(targets, initial=-1)):
+        classes = None
+    files = [p for p in sorted(Path(root).rglob("*")) if p.is_file()]
+    identity = f"torchvision:{name}:{split}:" + files_fingerprint(files, Path(root))
+    return _labelled(spec, targets, classes=classes, reader=_SourceReader(source),
+                     describe=_IndexedName(f"{spec}").describe, identity=identity)
+
+
+class _SourceReader:
+    """The image of sample i of a torchvision dataset, as PIL (tensors are converted)."""
+
+    def __init__(self, source: Any):
+        self.source = source
+
+    def __call__(self, index: int) -> Image.Image:
+        image = self.source[index][0]
+        if isinstance(image, Image.Image):
+            return image
+        return T.ToPILImage()(image)
+
+
+def _huggingface(spec: str, rest: str, split: str | None, image_column: str | None,
+                 label_column: str | None) -> LabelledImages:
+    try:
+        import datasets
+    except ImportError:
+        raise InputError("hf: datasets need the 'datasets' package (pip install datasets)"
+                         ) from None
+    name = rest
+    if not Path(rest).exists() and ":" in rest:
+        name, _, split_in_spec = rest.rpartition(":")
+        split = split or split_in_spec
+    try:
+        if Path(name).exists():
+            source = datasets.load_from_disk(name)
+        else:
+            source = datasets.load_dataset(name, split=split)
+    except (OSError, ConnectionError, FileNotFoundError, ValueError) as exc:
+        raise InputError(f"cannot open Hugging Face dataset '{name}' (not on disk nor in the "
+                         f"local cache, and no download possible?): "
+                         f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}",
+                         file=name) from None
+    if isinstance(source, datasets.DatasetDict):
+        chosen = split or ("train" if "train" in source else next(iter(source)))
+        if chosen not in source:
+            raise InputError(f"no split '{chosen}' (splits: {', '.join(source)})", file=name)
+        source = source[chosen]
+    features = source.features
+    image_column = image_column or next(
+        (c for c, f in features.items() if isinstance(f, datasets.Image)), None)
+    label_column = label_column or next(
+        (c for c, f in features.items() if isinstance(f, datasets.ClassLabel)),
+        next((c for c in ("label", "labels") if c in features), None))
+    for role, column in (("image", image_column), ("label", label_column)):
+        if column is None or column not in features:
+            raise InputError(f"no {role} column (columns: {', '.join(features)}; choose one "
+                             f"with {role}_column=)", file=name)
+    label_feature = features[label_column]
+    classes = label_feature.names if isinstance(label_feature, datasets.ClassLabel) else None
+    return _labelled(spec, np.asarray(source[label_column]), classes=classes,
+                     reader=_HFReader(source, image_column),
+                     describe=_IndexedName(f"{spec}").describe,
+                     identity=f"hf:{name}:{source.split}:{source._fingerprint}")
+
+
+class _HFReader:
+    def __init__(self, source: Any, column: str):
+        self.source = source
+        self.column = column
+
+    def __call__(self, index: int) -> Image.Image:
+        image = self.source[index][self.column]
+        if isinstance(image, Image.Image):
+            return image
+        return Image.fromarray(np.asarray(image, dtype=np.uint8))
+
+
+def subsample_per_class(dataset: LabelledImages, k: int, seed: int = 0) -> LabelledImages:
+    """At most ``k`` samples per class, drawn without replacement with ``seed``.
+
+    Classes with fewer than ``k`` samples keep all of theirs. The kept samples stay in
+    dataset order, so every model of a pool sees the same samples in the same order.
+    """
+    if not isinstance(k, int | np.integer) or isinstance(k, bool) or k < 1:
+        raise InputError(f"samples per class must be a positive integer, got {k!r}")
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for code in range(len(dataset.classes)):
+        members = np.flatnonzero(dataset.labels == code)
+        if members.size > k:
+            members = rng.choice(members, size=int(k), replace=False)
+        chosen.append(members)
+    return dataset.subset(np.sort(np.concatenate(chosen)))

@@ -1,0 +1,484 @@
+"""Model adapters: one interface over torchvision, timm, Hugging Face, checkpoints and modules.
+
+A :class:`ModelAdapter` wraps a ``torch.nn.Module`` with its own preprocessing and yields,
+for a batch of preprocessed images (B, 3, H, W):
+
+* ``features`` (B, d): the penultimate, pooled, pre-classifier representation -- the
+  input of the source classification head, captured with a forward pre-hook on the head
+  (its last ``nn.Linear``); models without a head give their pooled output;
+* ``logits`` (B, Cs) or ``None``: the source head's output (for LEEP and NCE);
+* ``layers`` {name: (B, d_l)}: pooled outputs of named intermediate modules (forward
+  hooks); see :func:`pool_output` for the pooling rule.
+
+Specs accepted by :func:`load_model` (see docs/extraction.md)::
+
+    torchvision:<name>[:<weights>]     weights enum name (IMAGENET1K_V2, DEFAULT) or none
+    timm:<name>[:pretrained|none]      timm.create_model(name, pretrained=...)
+    hf:<repo id or local dir>          transformers Auto* classes + AutoImageProcessor
+    <path>.pt / .pth / .ts             TorchScript archive or a pickled nn.Module
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torchvision import transforms as T
+
+from nctk.errors import InputError
+from nctk.extract.cache import files_fingerprint
+
+ACCEPTED_FORMS = ("torchvision:<name>[:<weights>|none], timm:<name>[:pretrained|none], "
+                  "hf:<repo id or local dir>, or a checkpoint path (.pt/.pth/.ts: TorchScript "
+                  "or a pickled nn.Module)")
+
+#: ImageNet channel statistics used by the default preprocessing.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+DEFAULT_IMAGE_SIZE = 224
+
+#: Attribute names under which libraries keep the classification head, most specific first.
+_HEAD_ATTRIBUTES = ("fc", "heads", "head", "classifier")
+
+Transform = Callable[[Any], torch.Tensor]
+#: ``run(module, batch) -> (features (B, d), logits (B, Cs) | None)``
+RunFn = Callable[[nn.Module, torch.Tensor], "tuple[torch.Tensor, torch.Tensor | None]"]
+
+
+def imagenet_transform(image_size: int | None = None) -> T.Compose:
+    """The documented default preprocessing for models without their own.
+
+    Resize the shorter side to ``round(size * 256 / 224)`` (bilinear), centre-crop
+    ``size`` (224 by default), convert to a float tensor in [0, 1] and normalise with the
+    ImageNet mean and standard deviation: the classic torchvision evaluation recipe.
+    """
+    size = image_size or DEFAULT_IMAGE_SIZE
+    return T.Compose([
+        T.Resize(round(size * 256 / 224), interpolation=T.InterpolationMode.BILINEAR,
+                 antialias=True),
+        T.CenterCrop(size),
+        T.ToTensor(),
+        T.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+    ])
+
+
+def has_class_token(module: nn.Module) -> bool:
+    """True when the model carries a class token (timm ``cls_token``, torchvision
+    ``class_token``, Hugging Face ``embeddings.cls_token``) placed first in its sequences."""
+    return any(name.endswith(("cls_token", "class_token")) for name, _ in
+               module.named_parameters())
+
+
+def pool_output(output: Any, *, class_token: bool) -> torch.Tensor:
+    """Reduce one module output to (B, d).
+
+    * tuples/lists (Hugging Face layers) and model outputs: the first tensor / hidden state;
+    * (B, C, H, W): global average pooling over H and W (channels-first is assumed);
+    * (B, T, D) tokens: the class token ``x[:, 0]`` when the model has one, else the mean
+      over tokens;
+    * (B, d): unchanged; anything else is flattened.
+    """
+    if hasattr(output, "last_hidden_state"):
+        output = output.last_hidden_state
+    while isinstance(output, tuple | list):
+        output = output[0]
+    if output.ndim == 4:
+        return output.mean(dim=(2, 3))
+    if output.ndim == 3:
+        return output[:, 0] if class_token else output.mean(dim=1)
+    if output.ndim == 2:
+        return output
+    return output.flatten(1)
+
+
+def find_head(module: nn.Module) -> nn.Linear | None:
+    """The final classification ``nn.Linear`` of a model, or None.
+
+    Looks under the usual head attributes (``fc``, ``heads``, ``head``, ``classifier``)
+    first, then falls back to the last ``nn.Linear`` registered in the model.
+    """
+    for attribute in _HEAD_ATTRIBUTES:
+        candidate = getattr(module, attribute, None)
+        if isinstance(candidate, nn.Module):
+            linear = _last_linear(candidate)
+            if linear is not None:
+                return linear
+    return _last_linear(module)
+
+
+def _last_linear(module: nn.Module) -> nn.Linear | None:
+    linears = [m for m in module.modules() if isinstance(m, nn.Linear)]
+    return linears[-1] if linears else None
+
+
+def default_units(module: nn.Module) -> list[str]:
+    """Named intermediate blocks of a model, in forward order.
+
+    ResNet-style models (``layer1`` .. ``layer4``) give their residual stages; otherwise the
+    ``nn.Sequential``/``nn.ModuleList`` holding the most parameters gives its children
+    (transformer blocks for ViTs, stages for ConvNeXt/EfficientNet/MobileNet, Hugging Face
+    ``encoder.layer``/``encoder.stages``). The head is never a unit.
+    """
+    stages = [f"layer{i}" for i in range(1, 9) if hasattr(module, f"layer{i}")]
+    if len(stages) >= 2:
+        return stages
+    best, best_size = None, 0
+    for name, child in module.named_modules():
+        if not name or not isinstance(child, nn.Sequential | nn.ModuleList) or len(child) < 2:
+            continue
+        if name.split(".")[0] in _HEAD_ATTRIBUTES:
+            continue
+        size = sum(p.numel() for p in child.parameters())
+        if size > best_size:
+            best, best_size = name, size
+    if best is None:
+        return []
+    container = module.get_submodule(best)
+    return [f"{best}.{child}" for child, _ in container.named_children()]
+
+
+class ModelAdapter:
+    """A model with its preprocessing, penultimate features, head logits and layer hooks.
+
+    Attributes:
+        name: model name (used as the feature-file stem).
+        module: the wrapped ``torch.nn.Module`` (put in eval mode by the engine).
+        transform: the model's own preprocessing, PIL image -> (3, H, W) float tensor.
+        head: the source classification ``nn.Linear`` or None.
+        identity: a string identifying the weights for the cache (None: a hash of the
+            parameters is used, e.g. for randomly initialised models).
+    """
+
+    def __init__(self, module: nn.Module, *, name: str, transform: Transform,
+                 head: nn.Module | None = None, identity: str | None = None,
+                 run: RunFn | None = None, units: Sequence[str] | None = None,
+                 hookable: bool = True):
+        self.module = module
+        self.name = safe_name(name)
+        self.transform = transform
+        self.head = head
+        self.identity = identity
+        self._run = run
+        self._units = list(units) if units is not None else None
+        self._hookable = hookable
+        self._class_token = has_class_token(module)
+
+    @classmethod
+    def from_module(cls, module: nn.Module, *, name: str, transform: Transform | None = None,
+                    head: nn.Module | None = None) -> ModelAdapter:
+        """Wrap any module. The penultimate is the input of ``head`` (default: the last
+        ``nn.Linear``, see :func:`find_head`); without a Linear, the pooled output.
+        ``transform`` defaults to :func:`imagenet_transform`."""
+        if not isinstance(module, nn.Module):
+            raise InputError(f"expected a torch.nn.Module, got {type(module).__name__}")
+        return cls(module, name=name, transform=transform or imagenet_transform(),
+                   head=head if head is not None else find_head(module))
+
+    def units(self) -> list[str]:
+        """Names of the intermediate blocks offered for layer-wise analysis, in order."""
+        if not self._hookable:
+            return []
+        if self._units is None:
+            self._units = default_units(self.module)
+        return list(self._units)
+
+    def layer_names(self) -> list[str]:
+        """Same as :meth:`units`."""
+        return self.units()
+
+    def resolve_layers(self, layers: Sequence[str] | str) -> list[str]:
+        """Validate layer names (``"all"`` means every unit); any module path is accepted."""
+        if isinstance(layers, str):
+            layers = self.units() if layers == "all" else [s for s in layers.split(",") if s]
+        layers = list(dict.fromkeys(layers))
+        if layers and not self._hookable:
+            raise InputError(f"model '{self.name}' is TorchScript: intermediate layers cannot "
+                             "be hooked")
+        known = dict(self.module.named_modules())
+        for layer in layers:
+            if layer not in known or not layer:
+                raise InputError(f"model '{self.name}' has no layer '{layer}'; its units are: "
+                                 f"{', '.join(self.units()) or 'none'} (any module path from "
+                                 "named_modules() is also accepted)")
+        return layers
+
+    def forward(self, batch: torch.Tensor, layers: Sequence[str] = ()) -> dict[str, Any]:
+        """Run one preprocessed batch (B, 3, H, W).
+
+        Returns ``{"features": (B, d), "logits": (B, Cs) | None, "layers": {name: (B, d_l)}}``
+        (tensors on the batch's device, in the compute dtype).
+        """
+        captured: dict[str, torch.Tensor] = {}
+        handles = []
+        for layer in layers:
+            def hook(_module, _inputs, output, layer=layer):
+                captured[layer] = pool_output(output, class_token=self._class_token)
+            handles.append(self.module.get_submodule(layer).register_forward_hook(hook))
+        try:
+            features, logits = self._features_and_logits(batch)
+        finally:
+            for handle in handles:
+                handle.remove()
+        return {"features": features, "logits": logits,
+                "layers": {layer: captured[layer] for layer in layers}}
+
+    def _features_and_logits(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if self._run is not None:
+            return self._run(self.module, batch)
+        if self.head is None:
+            return pool_output(self.module(batch), class_token=self._class_token), None
+        penultimate: list[torch.Tensor] = []
+        handle = self.head.register_forward_pre_hook(
+            lambda _m, inputs: penultimate.append(inputs[0]))
+        try:
+            output = self.module(batch)
+        finally:
+            handle.remove()
+        if not penultimate:
+            raise InputError(f"model '{self.name}': its head was not called during forward")
+        logits = getattr(output, "logits", output)
+        if isinstance(logits, tuple | list):
+            logits = logits[0]
+        return penultimate[-1].flatten(1), logits
+
+    def __repr__(self) -> str:
+        return f"ModelAdapter(name={self.name!r}, identity={self.identity!r})"
+
+
+def safe_name(name: str) -> str:
+    """A name usable as a file stem: characters other than letters, digits and ``._+-``
+    become ``_``."""
+    cleaned = re.sub(r"[^A-Za-z0-9._+-]+", "_", str(name)).strip("._")
+    if not cleaned:
+        raise InputError(f"model name {name!r} is empty once made file-safe")
+    return cleaned
+
+
+def load_model(spec: str | nn.Module, *, name: str | None = None,
+               image_size: int | None = None) -> ModelAdapter:
+    """Build a :class:`ModelAdapter` from a spec string or a module.
+
+    Args:
+        spec: ``torchvision:<name>[:<weights>]``, ``timm:<name>[:pretrained|none]``,
+            ``hf:<repo id or dir>``, a checkpoint path, or an ``nn.Module``.
+        name: the model's name (default: derived from the spec).
+        image_size: crop size of the preprocessing (default: the model's own; 224 for the
+            ImageNet default). For timm models that take ``img_size`` (ViTs) it also sets
+            the model's input size.
+
+    Raises:
+        InputError: unknown spec, model or weights; weights not available offline.
+    """
+    if isinstance(spec, ModelAdapter):
+        return spec
+    if isinstance(spec, nn.Module):
+        return ModelAdapter.from_module(spec, name=name or type(spec).__name__,
+                                        transform=imagenet_transform(image_size))
+    if not isinstance(spec, str) or not spec.strip():
+        raise InputError(f"model spec must be a non-empty string or an nn.Module; accepted "
+                         f"forms: {ACCEPTED_FORMS}")
+    kind, _, rest = spec.strip().partition(":")
+    if kind == "torchvision":
+        return _torchvision_model(spec, rest, name, image_size)
+    if kind == "timm":
+        return _timm_model(spec, rest, name, image_size)
+    if kind == "hf":
+        return _hf_model(spec, rest, name)
+    if Path(spec).suffix in (".pt", ".pth", ".ts") or Path(spec).is_file():
+        return _checkpoint_model(spec, name, image_size)
+    raise InputError(f"unknown model spec {spec!r}; accepted forms: {ACCEPTED_FORMS}")
+
+
+def _not_cached(what: str, spec: str, exc: BaseException) -> InputError:
+    detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return InputError(f"{what} for {spec} are not cached locally and cannot be downloaded: "
+                      f"{detail} (see docs/extraction.md, 'Pretrained weights')")
+
+
+def _torchvision_model(spec: str, rest: str, name: str | None, image_size: int | None
+                       ) -> ModelAdapter:
+    import torchvision.models as tvm
+
+    arch, _, weights_name = rest.partition(":")
+    if arch not in tvm.list_models():
+        raise InputError(f"unknown torchvision model '{arch}' in {spec!r}; accepted forms: "
+                         f"{ACCEPTED_FORMS}; torchvision models: e.g. "
+                         f"{', '.join(tvm.list_models()[:6])}, ... (torchvision.models."
+                         "list_models())")
+    weights = None
+    if weights_name and weights_name.lower() != "none":
+        enum = tvm.get_model_weights(arch)
+        try:
+            weights = enum[weights_name]
+        except KeyError:
+            accepted = ", ".join(dict.fromkeys([*enum.__members__, "DEFAULT", "none"]))
+            raise InputError(f"unknown weights '{weights_name}' for torchvision:{arch}; "
+                             f"accepted: {accepted}") from None
+    try:
+        module = tvm.get_model(arch, weights=weights)
+    except OSError as exc:  # urllib's URLError is an OSError
+        raise _not_cached(f"weights '{weights_name}'", f"torchvision:{arch}", exc) from None
+    if weights is None:
+        transform = imagenet_transform(image_size)
+    elif image_size:
+        transform = weights.transforms(crop_size=image_size,
+                                       resize_size=round(image_size * 256 / 224))
+    else:
+        transform = weights.transforms()
+    # random weights differ at every load: those are identified by a parameter hash
+    identity = f"torchvision:{arch}:{weights.name}" if weights is not None else None
+    default_name = arch if weights is None else f"{arch}.{weights.name}"
+    return ModelAdapter(module, name=name or default_name, transform=transform,
+                        head=find_head(module), identity=identity)
+
+
+def _timm_model(spec: str, rest: str, name: str | None, image_size: int | None
+                ) -> ModelAdapter:
+    import timm
+    import timm.data
+
+    arch, _, flag = rest.partition(":")
+    if flag.lower() not in ("", "none", "pretrained"):
+        raise InputError(f"unknown weights '{flag}' for timm:{arch}; accepted: pretrained, "
+                         "none (choose a pretrained tag in the name, e.g. "
+                         "timm:vit_small_patch16_224.augreg_in21k:pretrained)")
+    pretrained = flag.lower() == "pretrained"
+    if not timm.is_model(arch):
+        raise InputError(f"unknown timm model '{arch}' in {spec!r}; accepted forms: "
+                         f"{ACCEPTED_FORMS}; see timm.list_models()")
+    try:
+        module = _create_timm(arch, pretrained, image_size)
+    except OSError as exc:  # huggingface_hub and urllib errors derive from OSError
+        raise _not_cached("pretrained weights", f"timm:{arch}", exc) from None
+    config = timm.data.resolve_data_config({}, model=module)
+    if image_size:
+        config["input_size"] = (3, image_size, image_size)
+    transform = timm.data.create_transform(**config, is_training=False)
+    identity = f"timm:{arch}:pretrained" if pretrained else None
+    units = [info["module"] for info in getattr(module, "feature_info", [])
+             if isinstance(info, dict) and info.get("module")] or None
+    return ModelAdapter(module, name=name or arch, transform=transform,
+                        head=None, identity=identity, run=_timm_run, units=units)
+
+
+def _create_timm(arch: str, pretrained: bool, image_size: int | None) -> nn.Module:
+    """``timm.create_model``; ``img_size`` is passed to models that take it (ViTs)."""
+    import timm
+
+    if image_size:
+        try:
+            return timm.create_model(arch, pretrained=pretrained, img_size=image_size)
+        except TypeError:  # convolutional models take any input size and no img_size
+            pass
+    return timm.create_model(arch, pretrained=pretrained)
+
+
+def _timm_run(module: nn.Module, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """timm's own split: ``forward_features`` then ``forward_head(pre_logits=True)``."""
+    tokens = module.forward_features(batch)
+    features = module.forward_head(tokens, pre_logits=True)
+    logits = module.forward_head(tokens) if getattr(module, "num_classes", 0) else None
+    return features.flatten(1), logits
+
+
+class HFProcessorTransform:
+    """A Hugging Face image processor as a PIL -> (3, H, W) tensor transform."""
+
+    def __init__(self, processor: Any):
+        self.processor = processor
+
+    def __call__(self, image: Any) -> torch.Tensor:
+        return self.processor(images=image, return_tensors="pt")["pixel_values"][0]
+
+    def __repr__(self) -> str:
+        return f"HFProcessorTransform({self.processor.to_json_string()})"
+
+
+def _hf_model(spec: str, repo: str, name: str | None) -> ModelAdapter:
+    import transformers
+
+    if not repo:
+        raise InputError(f"empty Hugging Face repo id in {spec!r}; accepted forms: "
+                         f"{ACCEPTED_FORMS}")
+    try:
+        config = transformers.AutoConfig.from_pretrained(repo)
+        classifier = any(a.endswith("ForImageClassification")
+                         for a in (config.architectures or []))
+        auto = (transformers.AutoModelForImageClassification if classifier
+                else transformers.AutoModel)
+        module = auto.from_pretrained(repo)
+        processor = transformers.AutoImageProcessor.from_pretrained(repo)
+    except OSError as exc:
+        raise _not_cached("the files", spec, exc) from None
+    except (ValueError, KeyError) as exc:
+        raise InputError(f"{spec}: not a supported vision model ({str(exc).splitlines()[0]})"
+                         ) from None
+    head = find_head(module.classifier) if classifier and hasattr(module, "classifier") else None
+    run = None if head is not None else _hf_pooled_run
+    if Path(repo).is_dir():
+        files = sorted(p for p in Path(repo).rglob("*") if p.is_file())
+        default_name, version = Path(repo).name, files_fingerprint(files, Path(repo))
+    else:
+        default_name, version = repo.replace("/", "__"), getattr(config, "_commit_hash", None)
+    return ModelAdapter(module, name=name or default_name,
+                        transform=HFProcessorTransform(processor), head=head,
+                        identity=f"hf:{repo}:{version}", run=run)
+
+
+def _hf_pooled_run(module: nn.Module, batch: torch.Tensor
+                   ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Headless Hugging Face model: ``pooler_output`` when present, else the pooled last
+    hidden state (class token or token mean, see :func:`pool_output`)."""
+    output = module(pixel_values=batch)
+    pooled = getattr(output, "pooler_output", None)
+    if pooled is not None:
+        return pooled.flatten(1), None
+    return pool_output(output.last_hidden_state, class_token=has_class_token(module)), None
+
+
+def _checkpoint_model(path: str, name: str | None, image_size: int | None) -> ModelAdapter:
+    """A TorchScript archive, or a whole ``nn.Module`` pickled with ``torch.save``.
+
+    Unpickling runs code stored in the file: load only checkpoints you trust.
+    TorchScript modules cannot take hooks, so their output (pooled) is the feature vector
+    and they have neither logits nor intermediate layers.
+    """
+    file = Path(path)
+    if not file.is_file():
+        raise InputError("no such checkpoint file", file=path)
+    identity = f"checkpoint:{file.resolve()}:{file.stat().st_size}:{file.stat().st_mtime_ns}"
+    transform = imagenet_transform(image_size)
+    import zipfile
+
+    if zipfile.is_zipfile(file):
+        with zipfile.ZipFile(file) as archive:
+            scripted = any(n.endswith("/constants.pkl") for n in archive.namelist())
+        if scripted:
+            try:
+                with warnings.catch_warnings():  # torch >= 2.9 deprecates TorchScript
+                    warnings.simplefilter("ignore", FutureWarning)
+                    module = torch.jit.load(str(file), map_location="cpu")
+            except RuntimeError as exc:
+                raise InputError(f"unreadable TorchScript archive ({exc})", file=path) from None
+            return ModelAdapter(module, name=name or file.stem, transform=transform,
+                                identity=identity, run=_scripted_run, hookable=False)
+    try:
+        obj = torch.load(file, map_location="cpu", weights_only=False)
+    except Exception as exc:  # unpickling may raise anything the file's code raises
+        raise InputError(f"unreadable checkpoint ({type(exc).__name__}: {exc})",
+                         file=path) from None
+    if not isinstance(obj, nn.Module):
+        raise InputError(f"holds a {type(obj).__name__}, not a whole nn.Module; a state dict "
+                         "needs its architecture: build the module and use "
+                         "ModelAdapter.from_module", file=path)
+    return ModelAdapter(obj, name=name or file.stem, transform=transform,
+                        head=find_head(obj), identity=identity)
+
+
+def _scripted_run(module: nn.Module, batch: torch.Tensor) -> tuple[torch.Tensor, None]:
+    return pool_output(module(batch), class_token=False), None

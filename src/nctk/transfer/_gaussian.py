@@ -1,0 +1,226 @@
+"""Shared linear algebra of the Gaussian (LDA-style) scores: NCTI, SFDA, LogME, H-score.
+
+Everything runs in torch float64 on the device of the input (numpy inputs are wrapped
+without a copy and computed on the CPU), so the same code serves numpy, CPU tensors and
+CUDA tensors. Inputs are never written to: every operation below is out of place.
+
+Notation (``docs/methods-core.md``, ``spec/metrics.md`` §0): X is (N, d), codes are the
+labels mapped to 0..C-1, n_c the class counts, pi_c = n_c / N, mu_c the class means and
+``shr_a(S) = (1 - a) S + a (tr S / d) I`` the shrinkage toward the scaled identity.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import scipy.linalg
+import torch
+
+from nctk.arrays import is_torch_tensor
+from nctk.errors import InputError
+from nctk.validation import EncodedLabels, check_matrix, encode_labels
+
+F64 = torch.float64
+#: Rows per block when a float32 (N, d) matrix is promoted to float64 on the fly, so that
+#: no full float64 copy of the features is ever held.
+CHUNK_ROWS = 8192
+
+
+@dataclass(frozen=True)
+class Labelled:
+    """Validated inputs of a score.
+
+    Attributes:
+        x: (N, d) float32 or float64 tensor on the compute device (may share memory with
+            the caller's array: read only).
+        codes: (N,) int64 tensor of class codes 0..C-1 on the same device.
+        labels: the label encoding (original classes and counts).
+        counts: (C,) float64 class counts on the device.
+    """
+
+    x: torch.Tensor
+    codes: torch.Tensor
+    labels: EncodedLabels
+    counts: torch.Tensor
+
+    @property
+    def n(self) -> int:
+        return int(self.x.shape[0])
+
+    @property
+    def num_classes(self) -> int:
+        return self.labels.num_classes
+
+    @property
+    def priors(self) -> torch.Tensor:
+        return self.counts / self.n
+
+
+def prepare(x: Any, y: Any, *, device: Any = None, min_per_class: int = 1,
+            name: str = "features") -> Labelled:
+    """Validate features and labels and place them on the compute device.
+
+    Args:
+        x: (N, d) numpy array or torch tensor (CPU or CUDA), finite.
+        y: (N,) labels of any hashable values (mapped to 0..C-1 here, once).
+        device: None = the tensor's own device (CPU for numpy), else a torch device.
+        min_per_class: smallest class size the method can handle.
+    """
+    if is_torch_tensor(x):
+        t = _check_tensor(x, name)
+    else:
+        with warnings.catch_warnings():  # read-only arrays are fine: nothing writes to them
+            warnings.simplefilter("ignore", UserWarning)
+            t = torch.from_numpy(np.ascontiguousarray(check_matrix(x, name)))
+    if t.dtype not in (torch.float32, F64):
+        t = t.to(torch.float32 if t.dtype.is_floating_point and t.element_size() < 4 else F64)
+    if device is not None:
+        t = t.to(device)
+    labels = encode_labels(y, t.shape[0], min_per_class=min_per_class)
+    codes = torch.from_numpy(labels.codes).to(t.device)
+    counts = torch.from_numpy(labels.counts).to(device=t.device, dtype=F64)
+    return Labelled(t, codes, labels, counts)
+
+
+def _check_tensor(x: torch.Tensor, name: str) -> torch.Tensor:
+    """Validate a tensor on its own device (no host copy of the features)."""
+    if x.is_complex() or not (x.is_floating_point() or x.dtype in
+                               (torch.int8, torch.int16, torch.int32, torch.int64,
+                                torch.uint8)):
+        raise InputError(f"expected real numbers, got dtype {x.dtype}", array=name)
+    if x.ndim != 2:
+        raise InputError(f"expected a 2-D array (samples, dims), got shape {tuple(x.shape)}",
+                         array=name)
+    if x.shape[0] == 0 or x.shape[1] == 0:
+        raise InputError(f"is empty (shape {tuple(x.shape)})", array=name)
+    x = x.detach()
+    if x.is_floating_point():
+        bad = ~torch.isfinite(x)
+        if bool(bad.any()):
+            row, col = (int(v) for v in torch.nonzero(bad)[0])
+            kind = "NaN" if bool(torch.isnan(x[row, col])) else "inf"
+            raise InputError(f"contains {int(bad.sum())} non-finite value(s) ({kind} first "
+                             f"at row {row}, column {col})", array=name)
+    return x
+
+
+def row_blocks(n: int, rows: int = CHUNK_ROWS) -> list[slice]:
+    """Slices covering 0..n in blocks of ``rows``."""
+    return [slice(i, min(i + rows, n)) for i in range(0, n, rows)]
+
+
+def column_mean(x: torch.Tensor) -> torch.Tensor:
+    """(d,) float64 mean of the rows, accumulated block by block (no float64 copy of x)."""
+    total = torch.zeros(x.shape[1], dtype=F64, device=x.device)
+    for b in row_blocks(x.shape[0]):
+        total += x[b].sum(0, dtype=F64)
+    return total / x.shape[0]
+
+
+def class_sums(x: torch.Tensor, codes: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """(C, d) float64 per-class sums of the rows of ``x``, accumulated block by block."""
+    sums = torch.zeros(num_classes, x.shape[1], dtype=F64, device=x.device)
+    for b in row_blocks(x.shape[0]):
+        sums.index_add_(0, codes[b], x[b].to(F64))
+    return sums
+
+
+def class_means(data: Labelled, x: torch.Tensor | None = None) -> torch.Tensor:
+    """(C, d) float64 class means mu_c of ``x`` (default: the features)."""
+    x = data.x if x is None else x
+    return class_sums(x, data.codes, data.num_classes) / data.counts[:, None]
+
+
+def within_scatter(x: torch.Tensor, codes: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
+    """(d, d) float64 W = sum_i (x_i - mu_{y_i})(x_i - mu_{y_i})^T, blockwise in float64."""
+    w = torch.zeros(x.shape[1], x.shape[1], dtype=F64, device=x.device)
+    for b in row_blocks(x.shape[0]):
+        r = x[b].to(F64) - means[codes[b]]
+        w.addmm_(r.T, r)
+    return w
+
+
+def centred_gram(x: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
+    """(d, d) float64 total scatter T = (X - 1 mean^T)^T (X - 1 mean^T), blockwise."""
+    g = torch.zeros(x.shape[1], x.shape[1], dtype=F64, device=x.device)
+    for b in row_blocks(x.shape[0]):
+        r = x[b].to(F64) - mean
+        g.addmm_(r.T, r)
+    return g
+
+
+def shrink(s: torch.Tensor, alpha: float) -> torch.Tensor:
+    """shr_a(S) = (1 - a) S + a (tr S / d) I (sklearn ``shrunk_covariance``)."""
+    d = s.shape[0]
+    eye = torch.eye(d, dtype=s.dtype, device=s.device)
+    return (1.0 - alpha) * s + alpha * (torch.trace(s) / d) * eye
+
+
+def top_eigh(a: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-k eigenpairs of a symmetric matrix, eigenvalues descending.
+
+    On the CPU LAPACK's subset solver (``scipy.linalg.eigh(subset_by_index=...)``, MRRR)
+    computes only the k wanted pairs, which is several times faster than a full ``eigh``;
+    on other devices ``torch.linalg.eigh``. Both are exact (no randomness).
+    """
+    n = a.shape[0]
+    if a.device.type == "cpu":
+        vals, vecs = scipy.linalg.eigh(a.numpy(), subset_by_index=(n - k, n - 1),
+                                       check_finite=False)
+        vals, vecs = torch.from_numpy(vals), torch.from_numpy(vecs)
+    else:
+        vals, vecs = torch.linalg.eigh(a)
+        vals, vecs = vals[n - k:], vecs[:, n - k:]
+    return vals.flip(0), vecs.flip(1)
+
+
+def pca(x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact PCA: scores (N, k) float64, centred, and explained variances (k,) descending.
+
+    The eigenvectors of the smaller of the two Gram matrices are used: the (d, d)
+    covariance when N >= d, else the (N, N) sample Gram (then Z = U sqrt(s)). The explained
+    variance uses the denominator N - 1 (sklearn ``PCA.explained_variance_``). Component
+    signs are arbitrary; every score built on them is invariant to the signs.
+    """
+    n, d = x.shape
+    mean = column_mean(x)
+    if d <= n:
+        vals, vecs = top_eigh(centred_gram(x, mean), k)
+        scores = torch.cat([(x[b].to(F64) - mean) @ vecs for b in row_blocks(n)])
+    else:
+        xc = x.to(F64) - mean
+        vals, vecs = top_eigh(xc @ xc.T, k)
+        scores = vecs * vals.clamp_min(0).sqrt()
+    return scores, vals.clamp_min(0) / (n - 1)
+
+
+def gaussian_logits(x: torch.Tensor, means: torch.Tensor, precision_means: torch.Tensor,
+                    priors: torch.Tensor) -> torch.Tensor:
+    """(N, C) LDA logits l_ic = x_i^T S^-1 mu_c - 1/2 mu_c^T S^-1 mu_c + log pi_c.
+
+    ``precision_means`` is the (d, C) matrix S^-1 mu^T. ``x`` may be float32: it is
+    promoted block by block.
+    """
+    bias = -0.5 * (means * precision_means.T).sum(1) + priors.log()
+    return torch.cat([x[b].to(F64) @ precision_means for b in row_blocks(x.shape[0])]) + bias
+
+
+def solve_spd(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """A^-1 B for a symmetric positive definite A (Cholesky; LU if it is too ill-conditioned)."""
+    factor, info = torch.linalg.cholesky_ex(a)
+    if int(info) == 0:
+        return torch.cholesky_solve(b, factor)
+    return torch.linalg.solve(a, b)
+
+
+def true_class_probability(logits: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+    """(N,) softmax posterior of each sample's own class (max-subtracted softmax)."""
+    return torch.softmax(logits, dim=1).gather(1, codes[:, None])[:, 0]
+
+
+def to_float(t: torch.Tensor) -> float:
+    """A 0-d tensor as a Python float (one device sync)."""
+    return float(t.item())

@@ -1,0 +1,77 @@
+"""``nctk demo`` end to end on a 2-model slice of the shipped pool, and its bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from nctk.cli import main
+from nctk.demo.run import run_demo
+from nctk.io import load_pool
+
+MODELS = "cnn_small,mlp"
+
+
+@pytest.fixture(scope="module")
+def demo_out(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    assert main(["demo", "--out", str(out), "--models", MODELS, "--methods",
+                 "ncti,logme,leep,hscore"]) == 0
+    return out
+
+
+def test_demo_writes_json_report_and_feature_files(demo_out, capsys):
+    data = json.loads((demo_out / "demo.json").read_text())
+    assert set(data["methods"]) == {"ncti", "logme", "leep", "hscore"}
+    truth = json.loads((demo_out / "ground_truth.json").read_text())
+    assert data["ground_truth"] == {m: truth[m] for m in MODELS.split(",")}
+    for name, method in data["methods"].items():
+        assert sorted(method["ranking"]) == sorted(MODELS.split(","))
+        assert set(data["evaluation"][name]) >= {"weighted_tau", "kendall_tau", "spearman",
+                                                 "pearson", "top1_relative"}
+    assert set(data["layers"]) == set(MODELS.split(","))
+    assert "penultimate" in data["layers"]["cnn_small"]
+    assert {"block1", "block2", "block3"} <= set(data["layers"]["cnn_small"])
+    assert any("NOT ImageNet" in note for note in data["notes"])
+    html = (demo_out / "report.html").read_text()
+    assert html.startswith("<!DOCTYPE html") or "<html" in html[:200]
+    pool = load_pool(sorted((demo_out / "features").glob("*.npz")))
+    assert [f.name for f in pool] == ["cnn_small", "mlp"]
+    assert pool[0].features.shape == (300, 64) and pool[0].source_logits.shape == (300, 5)
+    assert sorted(np.unique(pool[0].labels).tolist()) == ["dog", "frog", "horse", "ship",
+                                                          "truck"]
+
+
+def test_saved_features_rank_again_with_the_same_scores(demo_out, capsys):
+    out = demo_out / "again.json"
+    assert main(["rank", *map(str, sorted((demo_out / "features").glob("*.npz"))),
+                 "--method", "ncti,logme", "--ground-truth",
+                 str(demo_out / "ground_truth.json"), "--json", str(out)]) == 0
+    again = json.loads(out.read_text())["methods"]
+    first = json.loads((demo_out / "demo.json").read_text())["methods"]
+    for method in ("ncti", "logme"):
+        assert again[method]["scores"] == pytest.approx(first[method]["scores"], rel=1e-9)
+
+
+def test_runner_scores_match_direct_scoring_of_its_features():
+    from nctk.transfer import score
+
+    result = run_demo(models=["cnn_small_1ep", "mixer_tiny"], methods="logme")
+    for file in result.pool:
+        assert result.methods["logme"].scores[file.name] == pytest.approx(
+            score("logme", file.features, file.labels), rel=1e-9)
+    assert result.truth.keys() == {"cnn_small_1ep", "mixer_tiny"}
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--methods", "nosuch"], "--methods"),
+    (["--models", "cnn_small,resnet50"], "unknown demo model 'resnet50'"),
+    (["--models", "mlp"], "at least 2"),
+])
+def test_bad_options_end_with_one_line_and_status_2(argv, message, tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path / "o"), *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err
+    assert not (tmp_path / "o").exists()

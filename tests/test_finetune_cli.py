@@ -1,0 +1,50 @@
+"""CLI tests of ``nctk finetune`` with a pickled tiny ResNet and a tiny npz dataset."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from torchvision.models.resnet import BasicBlock, ResNet
+
+from nctk.cli import main
+
+
+@pytest.fixture
+def inputs(tmp_path):
+    torch.manual_seed(0)
+    torch.save(ResNet(BasicBlock, [1, 1, 1, 1], num_classes=3), tmp_path / "m.pt")
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "d.npz", images=rng.integers(0, 255, (24, 16, 16, 3), dtype=np.uint8),
+             labels=np.repeat([0, 1, 2], 8))
+    return ["finetune", "--model", str(tmp_path / "m.pt"), "--image-size", "16",
+            "--data", f"npz:{tmp_path / 'd.npz'}", "--epochs", "1", "--batch-size", "8",
+            "--val-fraction", "0.25", "--no-progress", "--out", str(tmp_path / "o")]
+
+
+def test_unknown_unit_exits_2_listing_units(inputs, capsys):
+    assert main([*inputs, "--method", "layer", "--unit", "layer9"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "unknown unit 'layer9'" in err and "4=layer4.0" in err
+    assert main([*inputs, "--method", "layer", "--unit", "9"]) == 2
+    assert "unit 9 does not exist" in capsys.readouterr().err
+
+
+def test_run_then_resume_from_another_method(inputs, tmp_path, capsys):
+    assert main([*inputs, "--method", "scl", "--unit", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "SCL FT" in out and "2 (layer2.0)" in out
+    report = json.loads((tmp_path / "o" / "result.json").read_text())
+    assert report["results"][0]["method"] == "scl"
+    assert main([*inputs, "--method", "lp", "--resume"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "checkpoint belongs to another run" in err
+
+
+def test_dataset_too_small_for_split(inputs, capsys):
+    args = [*inputs, "--method", "lp"]
+    args[args.index("0.25")] = "0.05"
+    assert main(args) == 2
+    assert "dataset too small for the split" in capsys.readouterr().err
