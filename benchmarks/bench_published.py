@@ -18,7 +18,7 @@ What it computes (``/work/shared/data/published`` by default; pass another folde
 Usage::
 
     python benchmarks/bench_published.py [PUBLISHED_DIR] [--n-boot 2000] [--seed 0]
-                                         [--output benchmarks/results_evaluate.md]
+                                         [--output FILE.md]
 """
 
 from __future__ import annotations

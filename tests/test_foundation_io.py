@@ -142,3 +142,12 @@ def test_write_json_is_strict_and_atomic(tmp_path):
         raise RuntimeError("crash mid-write")
     assert out.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["out.json"]
+
+
+def test_written_files_follow_the_umask(tmp_path):
+    old = os.umask(0o022)
+    try:
+        out = write_json(tmp_path / "out.json", {"a": 1})
+    finally:
+        os.umask(old)
+    assert out.stat().st_mode & 0o777 == 0o644

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 import numpy as np
 from matplotlib.figure import Figure
 
-from nctk.report.ranking_plots import ACCENT, HIGHLIGHT, PALETTE
+from nctk.report.ranking_plots import ACCENT, HIGHLIGHT, PALETTE, is_finite, style_axes
 
 Layers = Mapping[str, Mapping[str, Mapping[str, float]]]
 
@@ -54,7 +54,7 @@ def plot_layer_profile(layers: Layers, *, probe: Mapping[str, Mapping[str, float
     if probe:
         twin = left.twinx()
         for i, (model, accuracy) in enumerate(probe.items()):
-            y = [accuracy[name] if _finite(accuracy.get(name)) else math.nan
+            y = [accuracy[name] if is_finite(accuracy.get(name)) else math.nan
                  for name in order]
             twin.plot(range(len(order)), y, linestyle="--", marker="s", markersize=3,
                       linewidth=1.1, alpha=0.8,
@@ -76,10 +76,10 @@ def plot_nc1_vs_accuracy(nc1: Mapping[str, float], accuracy: Mapping[str, float]
     ``correlation`` (the output of :func:`nctk.collapse.correlate`) puts Pearson,
     Spearman and weighted tau of -NC1 with accuracy in the title.
     """
-    names = [n for n in nc1 if _finite(nc1[n]) and _finite(accuracy.get(n))]
+    names = [n for n in nc1 if is_finite(nc1[n]) and is_finite(accuracy.get(n))]
     fig = Figure(figsize=(4.4, 3.4), layout="constrained")
     ax = fig.add_subplot()
-    _style(ax)
+    style_axes(ax)
     if names:
         x = np.array([nc1[n] for n in names], dtype=float)
         y = np.array([accuracy[n] for n in names], dtype=float)
@@ -95,7 +95,7 @@ def plot_nc1_vs_accuracy(nc1: Mapping[str, float], accuracy: Mapping[str, float]
     if correlation:
         parts = [f"{label} {correlation[key]:.3f}" for key, label in
                  (("pearson", "Pearson"), ("spearman", "Spearman"), ("weighted_tau", "w-τ"))
-                 if _finite(correlation.get(key))]
+                 if is_finite(correlation.get(key))]
         ax.set_title("of −NC1 with accuracy: " + ", ".join(parts), fontsize=8)
     ax.set_xlabel(xlabel, fontsize=8)
     ax.set_ylabel(ylabel, fontsize=8)
@@ -103,7 +103,7 @@ def plot_nc1_vs_accuracy(nc1: Mapping[str, float], accuracy: Mapping[str, float]
 
 
 def _draw_layer_metric(ax, layers: Layers, metric: str) -> list[str]:
-    _style(ax)
+    style_axes(ax)
     order: list[str] = []
     for profile in layers.values():
         order += [name for name in profile if name not in order]
@@ -111,7 +111,7 @@ def _draw_layer_metric(ax, layers: Layers, metric: str) -> list[str]:
         y = [_value(profile.get(name, {}).get(metric)) for name in order]
         ax.plot(range(len(order)), y, marker="o", markersize=3.5, linewidth=1.4,
                 color=PALETTE[i % len(PALETTE)], label=model)
-    if any(_finite(v.get(metric)) and v.get(metric) > 0
+    if any(is_finite(v.get(metric)) and v.get(metric) > 0
            for p in layers.values() for v in p.values()):
         ax.set_yscale("log")
     ax.set_xticks(range(len(order)), [n if len(n) <= 14 else n[:13] + "…" for n in order],
@@ -127,17 +127,6 @@ def _legend(fig: Figure, layers: Layers) -> None:
         fig.legend(handles, labels, fontsize=7, frameon=False, loc="outside right upper")
 
 
-def _style(ax) -> None:
-    ax.spines[["top", "right"]].set_visible(False)
-    ax.grid(True, color="#e5e7eb", linewidth=0.8)
-    ax.set_axisbelow(True)
-    ax.tick_params(labelsize=8)
-
-
-def _finite(value: float | None) -> bool:
-    return value is not None and math.isfinite(value)
-
-
 def _value(value: float | None) -> float:
     """A value drawable on a log axis, else NaN (left out)."""
-    return value if _finite(value) and value > 0 else math.nan
+    return value if is_finite(value) and value > 0 else math.nan

@@ -24,14 +24,16 @@ def _new_figure(width: float, height: float) -> Figure:
     return Figure(figsize=(width, height), layout="constrained")
 
 
-def _style(ax) -> None:
+def style_axes(ax) -> None:
+    """The house style of every nctk plot: light grid, no top/right spines, small ticks."""
     ax.spines[["top", "right"]].set_visible(False)
     ax.grid(True, color="#e5e7eb", linewidth=0.8)
     ax.set_axisbelow(True)
     ax.tick_params(labelsize=8)
 
 
-def _finite(value: float | None) -> bool:
+def is_finite(value: float | None) -> bool:
+    """True for a real, finite number (None and NaN/inf are missing values in plots)."""
     return value is not None and math.isfinite(value)
 
 
@@ -44,11 +46,11 @@ def scores_vs_truth(scores: Mapping[str, float], truth: Mapping[str, float], *, 
     Models with a NaN score or without a ground-truth value are left out and counted in
     the x label.
     """
-    models = [m for m in scores if _finite(scores[m]) and _finite(truth.get(m))]
+    models = [m for m in scores if is_finite(scores[m]) and is_finite(truth.get(m))]
     left_out = len(scores) - len(models)
     fig = _new_figure(3.3, 2.7)
     ax = fig.add_subplot()
-    _style(ax)
+    style_axes(ax)
     if models:
         x = np.array([truth[m] for m in models])
         y = np.array([scores[m] for m in models])
@@ -58,7 +60,7 @@ def scores_vs_truth(scores: Mapping[str, float], truth: Mapping[str, float], *, 
                    zorder=3)
         ax.annotate(plot_label(models[best], 18), (x[best], y[best]), xytext=(4, 4),
                     textcoords="offset points", fontsize=7, color=HIGHLIGHT)
-    tau = f"{weighted_tau:.3f}" if _finite(weighted_tau) else "n/a"
+    tau = f"{weighted_tau:.3f}" if is_finite(weighted_tau) else "n/a"
     ax.set_title(f"{plot_label(method, 22)}   weighted τ = {tau}", fontsize=9)
     xlabel = "ground truth"
     if left_out:
@@ -80,7 +82,7 @@ def ncti_terms(normalised: Mapping[str, Mapping[str, float]], terms: Sequence[st
     fig = _new_figure(min(11.0, max(4.5, 0.5 * len(models) * max(1, len(terms)) / 2 + 1.5)),
                       3.0)
     ax = fig.add_subplot()
-    _style(ax)
+    style_axes(ax)
     ax.grid(False, axis="x")
     bar = 0.8 / max(1, len(terms))
     positions = np.arange(len(models))
@@ -101,12 +103,12 @@ def timings(seconds: Mapping[str, float]) -> Figure:
     methods = list(seconds)
     fig = _new_figure(6.4, max(1.2, 0.3 * len(methods) + 0.9))
     ax = fig.add_subplot()
-    _style(ax)
-    values = [seconds[m] if _finite(seconds[m]) else math.nan for m in methods]
+    style_axes(ax)
+    values = [seconds[m] if is_finite(seconds[m]) else math.nan for m in methods]
     ax.barh(np.arange(len(methods)), values, height=0.6, color=ACCENT)
     ax.set_yticks(np.arange(len(methods)), [plot_label(m, 28) for m in methods])
     ax.invert_yaxis()
-    positive = [v for v in values if _finite(v) and v > 0]
+    positive = [v for v in values if is_finite(v) and v > 0]
     if len(positive) > 1 and max(positive) / min(positive) > 100:
         ax.set_xscale("log")
     ax.set_xlabel("seconds to score the pool", fontsize=8)
