@@ -48,3 +48,24 @@ def test_dataset_too_small_for_split(inputs, capsys):
     args[args.index("0.25")] = "0.05"
     assert main(args) == 2
     assert "dataset too small for the split" in capsys.readouterr().err
+
+
+def test_sweep_prints_table_3_and_writes_plot(inputs, tmp_path, capsys):
+    assert main([*inputs, "--sweep", "--sweep-units", "1,4"]) == 0
+    out = capsys.readouterr().out
+    for row in ("Linear probe", "Layer FT", "SCL FT", "Full FT"):
+        assert row in out
+    written = {p.name for p in (tmp_path / "o").iterdir()}
+    assert any(name.endswith(".png") for name in written), written
+    assert any(name.endswith(".json") for name in written), written
+
+
+def test_scarcity_runs_each_budget(inputs, tmp_path, capsys):
+    assert main([*inputs, "--scarcity", "4,6", "--unit", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "4/class" in out and "6/class" in out
+    curves = json.loads((tmp_path / "o" / "result.json").read_text())["scarcity"]
+    assert curves["per_class"] == [4, 6]
+    assert all(len(values) == 2 for values in curves["accuracy"].values())
+    written = {p.name for p in (tmp_path / "o").iterdir()}
+    assert any(name.endswith(".png") for name in written), written

@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import hashlib
-import math
 import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -223,7 +222,8 @@ def finetune(model: nn.Module, train_data: Dataset, *, method: str,
     params = [p for p in net.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum,
                                 weight_decay=config.weight_decay)
-    steps = math.ceil(len(train_idx) / config.batch_size)
+    # A last batch of one sample cannot go through BatchNorm in train mode: drop it.
+    steps = len(train_idx) // config.batch_size + (len(train_idx) % config.batch_size > 1)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
         optimizer, T_max=config.epochs * steps, eta_min=config.lr_min)
     state = {"epoch": 0, "batch": 0, "best_val": -1.0, "best_epoch": 0, "bad_epochs": 0,
