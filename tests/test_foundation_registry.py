@@ -89,3 +89,16 @@ def test_cli_turns_input_errors_into_one_line_and_status_2(capsys, tmp_path):
     assert status == 2
     assert err.count("\n") == 1 and err.startswith("nctk rank: error:")
     assert "Traceback" not in err
+
+
+def test_top_level_help_imports_no_command_module():
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom nctk.cli import main\ntry:\n    main(['--help'])\n"
+            "except SystemExit:\n    pass\nprint(sorted(m for m in sys.modules "
+            "if m in {'torch', 'scipy.stats', 'nctk.transfer', 'nctk.cli.rank'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]"
+    assert "rank pre-trained models" in out

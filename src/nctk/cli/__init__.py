@@ -14,12 +14,21 @@ from collections.abc import Sequence
 
 from nctk.errors import InputError
 
-#: Sub-command modules, in the order ``nctk --help`` lists them.
-COMMANDS = ("rank", "collapse", "analyze", "extract", "finetune", "demo")
+#: Sub-command -> one-line summary, in the order ``nctk --help`` lists them. Each lives in
+#: ``nctk/cli/<name>.py``; only the module of the command being run is imported, so that
+#: ``nctk --help`` does not pay for torch and scipy.
+COMMANDS = {
+    "rank": "rank pre-trained models for a labelled target dataset",
+    "collapse": "neural-collapse metrics (NC1, CDNV, numerical rank, NC2-NC4) per layer",
+    "analyze": "the NCTI paper's analyses (ablation, weights, few-shot, timing, source)",
+    "extract": "extract frozen features of models on a dataset (one .npz per model)",
+    "finetune": "LP / Layer FT / SCL FT / full FT guided by neural collapse",
+    "demo": "rank a shipped pool of small models, offline, and write a report",
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The full argument parser, with every sub-command registered."""
+def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
+    """The argument parser; the sub-command named in ``argv`` gets its full parser."""
     from nctk import __version__
 
     parser = argparse.ArgumentParser(
@@ -28,15 +37,19 @@ def build_parser() -> argparse.ArgumentParser:
                     "collapse, fine-tune guided by it.")
     parser.add_argument("--version", action="version", version=f"nctk {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in COMMANDS:
-        importlib.import_module(f"nctk.cli.{name}").register(subparsers)
+    chosen = next((arg for arg in argv if not arg.startswith("-")), None)
+    for name, summary in COMMANDS.items():
+        if name == chosen:
+            importlib.import_module(f"nctk.cli.{name}").register(subparsers)
+        else:
+            subparsers.add_parser(name, help=summary)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``nctk`` console script; returns the exit status."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(argv).parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except InputError as err:

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from nctk import analyses
+from nctk.cli import COMMANDS
 from nctk.cli._table import fmt_number, format_table
 from nctk.cli.rank import (
     add_method_arguments,
@@ -33,7 +34,7 @@ from nctk.validation import encode_labels
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "analyze", help="the NCTI paper's analyses (ablation, weights, few-shot, timing, source)",
+        "analyze", help=COMMANDS["analyze"],
         description="Analyses of a ranking method over one pool with a ground truth.")
     sub = parser.add_subparsers(dest="analysis", metavar="ANALYSIS", required=True)
     specs: dict[str, tuple[str, Callable[[argparse.Namespace], int], str, bool]] = {

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from nctk.cli import COMMANDS
 from nctk.cli._table import fmt_number, format_table
 from nctk.collapse import (
     PENULTIMATE,
@@ -53,7 +54,7 @@ CLASSIFIER_COLUMNS = (("nc3_self_duality", "NC3"), ("nc4_agreement", "NC4 agree"
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "collapse", help="neural-collapse metrics (NC1, CDNV, numerical rank, NC2-NC4) per layer",
+        "collapse", help=COMMANDS["collapse"],
         description="Neural-collapse metrics of the penultimate features and every layer:<name> "
                     "array of each feature file; with --ground-truth, NC1 against transfer "
                     "accuracy over a pool of models. Lower NC1/CDNV = more collapsed.")

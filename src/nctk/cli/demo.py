@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from nctk.cli import COMMANDS
 from nctk.cli._table import fmt_number, format_table
 from nctk.cli.rank import STAT_TITLES, evaluation_notes, result_json
 from nctk.evaluate import STATISTICS
@@ -25,7 +26,7 @@ from nctk.io import save_feature_file, write_json
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "demo", help="rank a shipped pool of small models, offline, and write a report",
+        "demo", help=COMMANDS["demo"],
         description="Offline demo: rank the shipped pool of small models (pre-trained by "
                     "nctk on the CIFAR-10 classes airplane, automobile, bird, cat, deer) for "
                     "the CIFAR-10 classes dog, frog, horse, ship, truck with every method, "

@@ -6,6 +6,8 @@ import argparse
 import os
 from pathlib import Path
 
+from nctk.cli import COMMANDS
+
 
 def default_cache_dir() -> str:
     """``$NCTK_CACHE_DIR``, else ``$XDG_CACHE_HOME/nctk``, else ``~/.cache/nctk``."""
@@ -17,7 +19,7 @@ def default_cache_dir() -> str:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "extract", help="extract frozen features of models on a dataset (one .npz per model)",
+        "extract", help=COMMANDS["extract"],
         description="Run each model over the dataset and write OUT/<model>.npz feature files "
                     "(features, labels, source_logits, layer:<name>) for `nctk rank` and "
                     "`nctk collapse`. Results are cached and interrupted runs resume.")

@@ -8,6 +8,7 @@ import argparse
 import dataclasses
 from pathlib import Path
 
+from nctk.cli import COMMANDS
 from nctk.errors import InputError
 from nctk.finetune.methods import METHODS
 
@@ -25,7 +26,7 @@ def _int_list(text: str, option: str) -> list[int]:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "finetune", help="LP / Layer FT / SCL FT / full FT guided by neural collapse",
+        "finetune", help=COMMANDS["finetune"],
         description="Fine-tune a pre-trained model with one of the methods of Li et al. (2023), "
                     "sweep them all (--sweep), or measure data scarcity (--scarcity).")
     parser.add_argument("--model", required=True, help="model spec (see nctk extract)")

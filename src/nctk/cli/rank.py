@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from nctk.analyses import supported_options
+from nctk.cli import COMMANDS
 from nctk.cli._table import fmt_number, format_table
 from nctk.errors import InputError
 from nctk.evaluate import STATISTICS, evaluate, undefined_reason
@@ -37,7 +38,7 @@ STAT_TITLES = {"weighted_tau": "weighted tau", "kendall_tau": "kendall tau",
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "rank", help="rank pre-trained models for a labelled target dataset",
+        "rank", help=COMMANDS["rank"],
         description="Score every model of a pool with one or more transferability methods "
                     "and rank them (higher score = predicted more transferable).")
     parser.add_argument("features", nargs="*", metavar="FEATURES.npz",
