@@ -24,7 +24,14 @@ from typing import Any
 import torch
 
 from nctk.errors import InputError
-from nctk.transfer._gaussian import F64, prepare, to_float
+from nctk.transfer._gaussian import (
+    F64,
+    Labelled,
+    centred_gram,
+    class_sums,
+    prepare,
+    to_float,
+)
 from nctk.transfer.registry import Method, register
 
 ROUNDS = 11
@@ -37,37 +44,46 @@ def one_hot(codes: torch.Tensor, num_classes: int) -> torch.Tensor:
     return torch.nn.functional.one_hot(codes, num_classes).to(F64)
 
 
-def _basis(f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(U (N, k), s (k,)): left singular vectors and singular values of f (N, D).
+def target_projections(data: Labelled) -> tuple[torch.Tensor, torch.Tensor]:
+    """(z (k, K), s (k,)): z = U^T T for the left singular vectors U of f and the one-hot T.
 
-    N > D: from the eigen-decomposition of f^T f, keeping s > 1e-10 (u_j = f v_j / s_j);
-    otherwise the thin SVD of f with all N values (the reference's two branches).
+    N > D: from the eigen-decomposition of f^T f, keeping s > 1e-10, and
+    u_j^T t_k = v_j^T (f^T t_k) / s_j where f^T t_k is the sum of the class-k rows. Both
+    f^T f and the class sums are accumulated block by block, so neither a float64 copy of
+    f (N, D) nor U (N, k) is formed. Otherwise the thin SVD of f with all N values (the
+    reference's two branches).
     """
-    n, d = f.shape
+    n, d = data.x.shape
     if n > d:
-        evals, evecs = torch.linalg.eigh(f.T @ f)
+        gram = centred_gram(data.x, torch.zeros(d, dtype=F64, device=data.x.device))
+        evals, evecs = torch.linalg.eigh(gram)
         s = evals.clamp_min(0).sqrt()
         keep = s > SINGULAR_CUTOFF
-        return (f @ evecs[:, keep]) / s[keep], s[keep]
-    u, s, _ = torch.linalg.svd(f, full_matrices=False)
-    return u, s
+        sums = class_sums(data.x, data.codes, data.num_classes)          # (K, D) = T^T f
+        return (evecs[:, keep].T @ sums.T) / s[keep][:, None], s[keep]
+    u, s, _ = torch.linalg.svd(data.x.to(F64), full_matrices=False)
+    return u.T @ one_hot(data.codes, data.num_classes), s
 
 
-def evidence_fixed_point(f: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+def evidence_fixed_point(z: torch.Tensor, s: torch.Tensor, counts: torch.Tensor, n: int,
+                         d: int) -> torch.Tensor:
     """(K,) maximised log-evidence / N of each target column, fixed-point variant.
+
+    Args:
+        z: (k, K) projections U^T t of the targets on the singular basis.
+        s: (k,) singular values of f (N, D).
+        counts: (K,) ||t_k||^2, the class sizes.
 
     All K columns iterate together; a column stops updating once it has converged, so
     every column follows exactly the reference's per-column loop.
     """
-    n, d = f.shape
-    u, s = _basis(f)
     sigma = s.square()[:, None]                                  # (k, 1)
-    z2 = (u.T @ targets).square()                                # (k, K)
-    outside = targets.square().sum(0) - z2.sum(0)                # (K,) r0
-    k_cols = targets.shape[1]
-    alpha = torch.ones(k_cols, dtype=F64, device=f.device)
+    z2 = z.square()                                              # (k, K)
+    outside = counts.to(F64) - z2.sum(0)                         # (K,) r0
+    k_cols = z.shape[1]
+    alpha = torch.ones(k_cols, dtype=F64, device=z.device)
     beta = torch.ones_like(alpha)
-    active = torch.ones(k_cols, dtype=torch.bool, device=f.device)
+    active = torch.ones(k_cols, dtype=torch.bool, device=z.device)
     m2 = rho2 = torch.zeros_like(alpha)
     for _ in range(ROUNDS):
         tau = alpha / beta
@@ -117,7 +133,7 @@ def evidence_icml(f: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return torch.tensor(out, dtype=F64)
 
 
-VARIANTS = {"fixed_point": evidence_fixed_point, "icml": evidence_icml}
+VARIANTS = ("fixed_point", "icml")
 
 
 def logme_score(features: Any, labels: Any, *, variant: str = "fixed_point",
@@ -134,9 +150,11 @@ def logme_score(features: Any, labels: Any, *, variant: str = "fixed_point",
         raise InputError(f"unknown LogME variant '{variant}'; choose from "
                          f"{', '.join(VARIANTS)}")
     data = prepare(features, labels, device=device)
-    f = data.x.to(F64)
-    targets = one_hot(data.codes, data.num_classes)
-    return to_float(VARIANTS[variant](f, targets).mean())
+    if variant == "fixed_point":
+        evidence = evidence_fixed_point(*target_projections(data), data.counts, *data.x.shape)
+    else:
+        evidence = evidence_icml(data.x.to(F64), one_hot(data.codes, data.num_classes))
+    return to_float(evidence.mean())
 
 
 register(Method(
