@@ -9,8 +9,9 @@ decode, preprocess, collate in the engine's DataLoader), the ceiling for tiny mo
 CPU section: resnet18 at 32 px and, when ``nctk.demo`` and its assets exist, the demo
 pool's models. CUDA section (only with a GPU): resnet50 at 224 px, bf16, target >= 80 %.
 
-Images: N evenly spaced test images of CIFAR-10 (all 10 classes) (``/work/shared/data/cifar10`` or
-``--cifar``), written once as JPEG files into an image folder; random JPEGs when absent.
+Images: N evenly spaced test images of CIFAR-10 (all 10 classes) (``../shared/data/cifar10``
+beside the repository, or ``--cifar``), written once as JPEG files into an image folder;
+random JPEGs when absent.
 
     python benchmarks/bench_extract.py [--n 512] [--batch-size 64] [--workers 1]
 """

@@ -32,7 +32,8 @@ from nctk.finetune.sweep import format_table, sweep, unit_numbers
 from nctk.finetune.train import TrainConfig, finetune
 from nctk.io import write_json
 
-DEFAULT_DATA = "/work/shared/data/cifar10/cifar10_jpeg.npz"
+DEFAULT_DATA = str(Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10"
+                   / "cifar10_jpeg.npz")
 MEAN = torch.tensor([0.4914, 0.4822, 0.4465]).view(3, 1, 1)
 STD = torch.tensor([0.2470, 0.2435, 0.2616]).view(3, 1, 1)
 

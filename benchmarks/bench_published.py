@@ -1,6 +1,7 @@
 """Ranking quality on the published ground truth (NCTI/SFDA benchmark), from the tables alone.
 
-What it computes (``/work/shared/data/published`` by default; pass another folder):
+What it computes (``../shared/data/published`` beside the repository by default, or
+another folder):
 
 1. The data-free prior of ``data/published/README.md``: a model's score for target dataset D
    is its mean fine-tuned accuracy over the other datasets of the table. Weighted tau per
