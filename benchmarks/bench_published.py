@@ -9,7 +9,7 @@ another folder):
    SFDA and NCTI. Expected averages: 0.837 (supervised), 0.701 (self-supervised, all 12
    models on the paper's 11 datasets).
 2. For the prior, per dataset: the 95 % percentile bootstrap CI of the weighted tau over
-   models (``nctk.evaluate.bootstrap_weighted_tau``) and the leave-one-model-out tau
+   models (``nctk.evaluation.bootstrap_weighted_tau``) and the leave-one-model-out tau
    (``leave_one_out_weighted_tau``); and over the whole benchmark, the average tau with one
    model removed from every dataset.
 3. For the paper's methods only their per-dataset taus are published (not their scores),
@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from nctk.cli._table import format_table
-from nctk.evaluate import bootstrap_weighted_tau, leave_one_out_weighted_tau, weighted_tau
+from nctk.evaluation import bootstrap_weighted_tau, leave_one_out_weighted_tau, weighted_tau
 
 DEFAULT_DIR = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "published"
 #: The NCTI paper's target datasets (Tables 1-2); the self-supervised table adds two more.

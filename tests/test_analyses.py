@@ -240,7 +240,7 @@ def test_supported_options_reads_signatures():
 
 
 def test_real_ncti_ablation_equals_ranking_with_those_weights():
-    from nctk.evaluate import evaluate
+    from nctk.evaluation import evaluate
     from nctk.transfer import rank
 
     pool, labels, truth = _pool(seed=2, models=4, n=45, classes=3)

@@ -14,7 +14,7 @@ from sklearn.datasets import load_digits
 
 from nctk import analyses
 from nctk.cli import main
-from nctk.evaluate import evaluate
+from nctk.evaluation import evaluate
 from nctk.io import load_pool
 from nctk.transfer import rank_pool
 

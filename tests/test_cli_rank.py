@@ -15,7 +15,7 @@ import pytest
 import nctk.transfer  # noqa: F401  (registers the real methods)
 from nctk.cli import main
 from nctk.cli._table import fmt_number, format_table
-from nctk.evaluate import evaluate
+from nctk.evaluation import evaluate
 from nctk.io import FeatureFile
 from nctk.transfer import registry
 from nctk.transfer.registry import Method

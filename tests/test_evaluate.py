@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from nctk.errors import InputError
-from nctk.evaluate import (
+from nctk.evaluation import (
     bootstrap_weighted_tau,
     evaluate,
     leave_one_out_weighted_tau,
@@ -236,7 +236,7 @@ def test_leave_one_out_with_two_models_is_all_nan():
 
 def test_package_level_call_survives_the_submodule_import():
     import nctk
-    import nctk.evaluate as module
+    import nctk.evaluation as module
 
     scores, truth = {"a": 1.0, "b": 2.0, "c": 0.0}, {"a": 2.0, "b": 3.0, "c": 1.0}
     assert nctk.evaluate(scores, truth) == module.evaluate(scores, truth)

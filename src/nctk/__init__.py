@@ -22,7 +22,7 @@ _LAZY = {
     "rank": ("nctk.transfer", "rank"),
     "rank_pool": ("nctk.transfer", "rank_pool"),
     "available_methods": ("nctk.transfer", "available_methods"),
-    "evaluate": ("nctk.evaluate", "evaluate"),
+    "evaluate": ("nctk.evaluation", "evaluate"),
     "InputError": ("nctk.errors", "InputError"),
     "load_feature_file": ("nctk.io", "load_feature_file"),
     "load_pool": ("nctk.io", "load_pool"),

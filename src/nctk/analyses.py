@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from nctk.errors import InputError
-from nctk.evaluate import undefined_reason, weighted_tau
+from nctk.evaluation import undefined_reason, weighted_tau
 from nctk.transfer.registry import Components, Method, get_method
 from nctk.validation import encode_labels
 

@@ -27,7 +27,7 @@ from nctk.cli.rank import (
     resolve,
 )
 from nctk.errors import InputError
-from nctk.evaluate import evaluate
+from nctk.evaluation import evaluate
 from nctk.io import FeatureFile, load_feature_file, load_ground_truth, load_pool, write_json
 from nctk.validation import encode_labels
 

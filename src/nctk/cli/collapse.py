@@ -32,7 +32,7 @@ from nctk.collapse import (
 )
 from nctk.collapse.accuracy import PROBE_C, PROBE_SEED
 from nctk.errors import InputError
-from nctk.evaluate import STATISTICS
+from nctk.evaluation import STATISTICS
 from nctk.io import (
     FeatureFile,
     atomic_path,

@@ -20,7 +20,7 @@ from typing import Any
 from nctk.cli import COMMANDS
 from nctk.cli._table import fmt_number, format_table
 from nctk.cli.rank import STAT_TITLES, evaluation_notes, result_json
-from nctk.evaluate import STATISTICS
+from nctk.evaluation import STATISTICS
 from nctk.io import save_feature_file, write_json
 
 

@@ -24,7 +24,7 @@ from nctk.analyses import supported_options
 from nctk.cli import COMMANDS
 from nctk.cli._table import fmt_number, format_table
 from nctk.errors import InputError
-from nctk.evaluate import STATISTICS, evaluate, undefined_reason
+from nctk.evaluation import STATISTICS, evaluate, undefined_reason
 from nctk.io import FeatureFile, load_ground_truth, load_pool, write_json
 from nctk.validation import encode_labels
 

@@ -5,7 +5,7 @@
 - Over a pool of models (Figs. 5-6): penultimate NC1 against the models' transfer
   accuracy (:func:`nc1_vs_transfer`).
 
-The correlations are those of :func:`nctk.evaluate.evaluate` taken between **-NC1** and
+The correlations are those of :func:`nctk.evaluation.evaluate` taken between **-NC1** and
 accuracy, so that, as for every transferability score, higher means predicted better
 and a positive correlation is the paper's finding (smaller NC1, higher accuracy).
 """
@@ -25,7 +25,7 @@ from sklearn.preprocessing import StandardScaler
 
 from nctk.collapse.profile import PENULTIMATE, layer_profile, measure
 from nctk.errors import InputError
-from nctk.evaluate import evaluate
+from nctk.evaluation import evaluate
 from nctk.io import FeatureFile
 from nctk.validation import check_matrix, encode_labels
 
@@ -120,6 +120,6 @@ def nc1_vs_transfer(pool: Sequence[FeatureFile], truth: Mapping[str, float], *,
 
 
 def correlate(nc1: Mapping[str, float], accuracy: Mapping[str, float]) -> dict[str, float]:
-    """Rank and linear correlations of -NC1 with accuracy (``nctk.evaluate.evaluate``):
+    """Rank and linear correlations of -NC1 with accuracy (``nctk.evaluation.evaluate``):
     ``weighted_tau, kendall_tau, spearman, pearson, top1_relative``."""
     return evaluate({name: -value for name, value in nc1.items()}, accuracy)

@@ -12,7 +12,7 @@ The assets in ``nctk/demo/assets/`` are built by ``benchmarks/build_demo_pool.py
 
 :func:`run_demo` extracts penultimate, source-logit and block-wise features with
 :mod:`nctk.extract`, scores them with the registered transferability methods, evaluates
-each ranking against the ground truth (:func:`nctk.evaluate.evaluate`) and measures the
+each ranking against the ground truth (:func:`nctk.evaluation.evaluate`) and measures the
 layer-wise collapse (:func:`nctk.collapse.layer_profile`).
 """
 
@@ -144,7 +144,7 @@ def run_demo(*, models: Sequence[str] | None = None, methods: str = "all", seed:
     """
     import nctk.transfer  # noqa: F401  (registers every method)
     from nctk.collapse import layer_profile
-    from nctk.evaluate import evaluate
+    from nctk.evaluation import evaluate
     from nctk.transfer import rank_pool
     from nctk.transfer.registry import resolve_methods
 

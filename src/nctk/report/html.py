@@ -29,7 +29,7 @@ from nctk.report import nc_plots, ranking_plots
 from nctk.transfer.ranking import MethodResult, rank_order
 from nctk.transfer.registry import get_method
 
-#: The evaluation keys of ``nctk.evaluate.evaluate`` with their column headings.
+#: The evaluation keys of ``nctk.evaluation.evaluate`` with their column headings.
 EVALUATION_COLUMNS = (("weighted_tau", "weighted τ"), ("kendall_tau", "Kendall τ"),
                       ("spearman", "Spearman ρ"), ("pearson", "Pearson r"),
                       ("top1_relative", "top-1 relative"))
@@ -55,7 +55,7 @@ def write_report(path: str | os.PathLike, *, title: str, methods: Mapping[str, M
         title: page title.
         methods: method name -> :class:`~nctk.transfer.ranking.MethodResult` (scores,
             ranking, seconds, components), in display order.
-        evaluation: method name -> ``nctk.evaluate.evaluate(scores, truth)`` (keys
+        evaluation: method name -> ``nctk.evaluation.evaluate(scores, truth)`` (keys
             ``weighted_tau``, ``kendall_tau``, ``spearman``, ``pearson``, ``top1_relative``).
         truth: model name -> ground-truth accuracy (e.g. after fine-tuning).
         layers: model name -> ``nctk.collapse.layer_profile()`` (layer -> NC metrics).

@@ -15,8 +15,6 @@ constant (no ordering to compare). :func:`undefined_reason` says which of these 
 from __future__ import annotations
 
 import math
-import sys
-import types
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -190,19 +188,3 @@ def leave_one_out_weighted_tau(scores: Mapping[str, float], truth: Mapping[str, 
         worst, worst_removed, mean = math.nan, None, math.nan
     return {"full": weighted_tau(x, y), "per_removed": per_removed, "mean": mean,
             "worst": worst, "worst_removed": worst_removed}
-
-
-class _CallableModule(types.ModuleType):
-    """Makes ``nctk.evaluate(scores, truth)`` work after ``import nctk.evaluate``.
-
-    Importing this submodule rebinds the package attribute ``nctk.evaluate`` from the
-    function (design.md's ``nctk.evaluate(scores, truth)``) to the module; calling the
-    module forwards to :func:`evaluate`, so both spellings keep working.
-    """
-
-    def __call__(self, scores: Mapping[str, float], truth: Mapping[str, float]
-                 ) -> dict[str, float]:
-        return evaluate(scores, truth)
-
-
-sys.modules[__name__].__class__ = _CallableModule
