@@ -173,9 +173,10 @@ def test_method_without_terms_is_refused(digits_pool, capsys):
 
 def test_bad_shot_list(digits_pool, capsys):
     paths, _, gt = digits_pool
-    line = _one_error_line(capsys, ["analyze", "fewshot", *paths, "--ground-truth", gt,
-                                    "--shots", "2,x"])
-    assert "--shots" in line
+    code, _, err = _run(capsys, "analyze", "fewshot", *paths, "--ground-truth", gt,
+                        "--shots", "2,x")
+    assert code == 2 and len(err.splitlines()) == 1
+    assert err.startswith("nctk analyze fewshot: error: argument --shots:")
 
 
 def test_ground_truth_missing_a_model(digits_pool, capsys, tmp_path):

@@ -373,3 +373,18 @@ def test_bf16_autocast_on_cuda():
     result = finetune(tiny_resnet(), random_images(), method="scl", unit=4,
                       config=fast(device="cuda"))
     assert result.network.head.weight.device.type == "cuda"
+
+
+def test_largest_cli_seed_trains():
+    # per-batch torch seeds are reduced into 64 bits: the largest --seed does not overflow
+    result = finetune(tiny_resnet(), random_images(), method="lp",
+                      config=fast(epochs=1, seed=2**32 - 1))
+    assert result.epochs_run == 1
+
+
+def test_config_refuses_nan_and_out_of_range_settings():
+    for key, value in (("lr", float("nan")), ("lr", -0.1), ("lr_min", float("inf")),
+                       ("weight_decay", -1.0), ("momentum", 1.0), ("val_fraction", 1.0),
+                       ("seed", -1)):
+        with pytest.raises(InputError, match=f"array '{key}': {key} must be"):
+            fast(**{key: value}).check()

@@ -11,6 +11,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from nctk.errors import InputError
 
@@ -27,11 +28,19 @@ COMMANDS = {
 }
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line on stderr (exit status 2), like
+    every other bad input; sub-command parsers inherit the class."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     """The argument parser; the sub-command named in ``argv`` gets its full parser."""
     from nctk import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="nctk",
         description="Neural-collapse toolkit: rank pre-trained models for transfer, measure "
                     "collapse, fine-tune guided by it.")
@@ -49,7 +58,10 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``nctk`` console script; returns the exit status."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = build_parser(argv).parse_args(argv)
+    try:
+        args = build_parser(argv).parse_args(argv)
+    except SystemExit as stop:  # --help, --version, or a usage error already printed
+        return int(stop.code or 0)
     try:
         return int(args.func(args) or 0)
     except InputError as err:

@@ -17,6 +17,7 @@ from typing import Any
 
 from nctk import analyses
 from nctk.cli import COMMANDS
+from nctk.cli import _types as types
 from nctk.cli._table import fmt_number, format_table
 from nctk.cli.rank import (
     add_method_arguments,
@@ -57,15 +58,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         add_method_arguments(p)
         p.set_defaults(method=default_method, func=func)
         if name == "weights":
-            p.add_argument("--values", default=",".join(map(str, analyses.PAPER_WEIGHT_VALUES)),
+            p.add_argument("--values", type=types.real_list(),
+                           default=",".join(map(str, analyses.PAPER_WEIGHT_VALUES)),
                            help="weight values to try (default: the paper's)")
         if name == "fewshot":
-            p.add_argument("--shots", default=",".join(map(str, analyses.DEFAULT_SHOTS)),
+            p.add_argument("--shots", type=types.positive_int_list,
+                           default=",".join(map(str, analyses.DEFAULT_SHOTS)),
                            help="samples per class, comma list (default: %(default)s)")
-            p.add_argument("--repeats", type=int, default=5,
+            p.add_argument("--repeats", type=types.positive_int, default=5,
                            help="seeded draws per k (default: 5)")
         if name == "timing":
-            p.add_argument("--repeat", type=int, default=3,
+            p.add_argument("--repeat", type=types.positive_int, default=3,
                            help="times each method scores the pool (default: 3)")
         if name == "source":
             p.add_argument("--source", nargs="+", required=True, metavar="SOURCE.npz",
@@ -80,16 +83,6 @@ def _load(args: argparse.Namespace) -> tuple[list[FeatureFile], dict[str, float]
     truth = (load_ground_truth(args.ground_truth, [f.name for f in pool])
              if args.ground_truth else None)
     return pool, truth
-
-
-def _numbers(text: str, option: str, cast: Callable[[str], Any]) -> list[Any]:
-    try:
-        values = [cast(v.strip()) for v in text.split(",") if v.strip()]
-    except ValueError:
-        values = []
-    if not values:
-        raise InputError(f"expected a comma list of numbers, got {text!r}", file=option)
-    return values
 
 
 def _term_method(args: argparse.Namespace) -> Any:
@@ -135,7 +128,7 @@ def run_ablation(args: argparse.Namespace) -> int:
 
 def run_weights(args: argparse.Namespace) -> int:
     method = _term_method(args)
-    values = _numbers(args.values, "--values", float)
+    values = args.values
     pool, truth = _load(args)
     raw = _target_components(method, pool, args)
     result = analyses.weight_sweep(raw, truth, method, values)
@@ -149,7 +142,7 @@ def run_weights(args: argparse.Namespace) -> int:
 
 def run_fewshot(args: argparse.Namespace) -> int:
     methods = resolve(args.method)
-    shots = _numbers(args.shots, "--shots", int)
+    shots = args.shots
     weights = parse_weights(args.ncti_weights)
     pool, truth = _load(args)
     options = {m.name: method_options(m, seed=args.seed, ncti_weights=weights) for m in methods}

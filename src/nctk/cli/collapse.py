@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from nctk.cli import COMMANDS
+from nctk.cli import _types as types
 from nctk.cli._table import fmt_number, format_table
 from nctk.collapse import (
     PENULTIMATE,
@@ -66,9 +67,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "accuracy)")
     parser.add_argument("--probe", action="store_true",
                         help="add the held-out accuracy of a linear probe on each layer")
-    parser.add_argument("--probe-c", type=float, default=PROBE_C, metavar="C",
+    parser.add_argument("--probe-c", type=types.positive_float, default=PROBE_C, metavar="C",
                         help=f"inverse L2 strength of the probe (default {PROBE_C:g})")
-    parser.add_argument("--seed", type=int, default=PROBE_SEED,
+    parser.add_argument("--seed", type=types.seed, default=PROBE_SEED,
                         help=f"seed of the probe's stratified split (default {PROBE_SEED})")
     parser.add_argument("--ground-truth", metavar="GT.json",
                         help="JSON {model: accuracy}: correlate penultimate NC1 with it "

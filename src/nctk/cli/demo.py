@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from nctk.cli import COMMANDS
+from nctk.cli import _types as types
 from nctk.cli._table import fmt_number, format_table
 from nctk.cli.rank import STAT_TITLES, evaluation_notes, result_json
 from nctk.evaluation import STATISTICS
@@ -38,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--models", metavar="NAME,NAME,...",
                         help="use only these pool members (at least 2; default: all)")
     parser.add_argument("--no-report", action="store_true", help="skip the HTML report")
-    parser.add_argument("--seed", type=int, default=0,
+    parser.add_argument("--seed", type=types.seed, default=0,
                         help="seed for seeded methods (default: 0)")
     parser.set_defaults(func=run)
 

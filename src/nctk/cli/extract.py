@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from nctk.cli import COMMANDS
+from nctk.cli import _types as types
 
 
 def default_cache_dir() -> str:
@@ -30,17 +31,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="dataset spec: imagefolder:DIR, torchvision:<Name>:<root>, "
                              "hf:<name or dir>[:<split>], npz:PATH")
     parser.add_argument("--split", default=None, help="dataset split (train, test, ...)")
-    parser.add_argument("--per-class", type=int, default=None, metavar="K",
+    parser.add_argument("--per-class", type=types.positive_int, default=None, metavar="K",
                         help="use at most K samples per class (stratified, seeded)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the subsampling")
+    parser.add_argument("--seed", type=types.seed, default=0, help="seed of the subsampling")
     parser.add_argument("--layers", default="",
                         help="intermediate layers to pool: 'all' (every block) or "
                              "comma-separated module names")
-    parser.add_argument("--image-size", type=int, default=None,
+    parser.add_argument("--image-size", type=types.positive_int, default=None,
                         help="crop size of the preprocessing (default: the model's own)")
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=types.positive_int, default=64)
     parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: auto)")
-    parser.add_argument("--workers", type=int, default=None, help="DataLoader workers")
+    parser.add_argument("--workers", type=types.non_negative_int, default=None,
+                        help="DataLoader workers")
     parser.add_argument("--out", required=True, help="output directory")
     parser.add_argument("--cache-dir", default=None,
                         help="feature cache (default: $NCTK_CACHE_DIR or ~/.cache/nctk)")

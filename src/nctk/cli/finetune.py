@@ -9,19 +9,9 @@ import dataclasses
 from pathlib import Path
 
 from nctk.cli import COMMANDS
+from nctk.cli import _types as types
 from nctk.errors import InputError
 from nctk.finetune.methods import METHODS
-
-
-def _int_list(text: str, option: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise InputError(f"expected comma-separated integers, got {text!r}",
-                         array=option) from None
-    if not values or min(values) < 1:
-        raise InputError(f"expected positive integers, got {text!r}", array=option)
-    return values
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -30,7 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Fine-tune a pre-trained model with one of the methods of Li et al. (2023), "
                     "sweep them all (--sweep), or measure data scarcity (--scarcity).")
     parser.add_argument("--model", required=True, help="model spec (see nctk extract)")
-    parser.add_argument("--image-size", type=int, help="input size of the model's "
+    parser.add_argument("--image-size", type=types.positive_int, help="input size of the model's "
                         "preprocessing (default: the model's own, 224 for ImageNet models)")
     parser.add_argument("--data", required=True, help="training dataset spec")
     parser.add_argument("--test-data", help="test dataset spec (same classes)")
@@ -38,23 +28,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--unit", help="unit number (1-based), name, or 'auto' (NC criterion)")
     parser.add_argument("--unit-modules", help="comma-separated sub-module names to use as "
                         "units (models whose blocks are not discovered)")
-    parser.add_argument("--auto-candidates", help="units tried by --unit auto (default all)")
-    parser.add_argument("--probe-epochs", type=int, default=1,
+    parser.add_argument("--auto-candidates", type=types.positive_int_list,
+                        help="units tried by --unit auto (default all)")
+    parser.add_argument("--probe-epochs", type=types.positive_int, default=1,
                         help="epochs of each --unit auto probe (default 1)")
     parser.add_argument("--sweep", action="store_true",
                         help="LP, Layer FT and SCL FT on each unit, then full FT")
-    parser.add_argument("--sweep-units", help="units of the sweep, e.g. 1,3,5,7 (default all)")
-    parser.add_argument("--scarcity", help="samples per class, e.g. 10,50,100 (Figure 11)")
-    parser.add_argument("--epochs", type=int, default=200, help="default 200 (paper)")
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--lr", type=float, default=0.1, help="initial lr (default 0.1)")
-    parser.add_argument("--lr-min", type=float, default=1e-4, help="final cosine lr")
-    parser.add_argument("--momentum", type=float, default=0.9)
-    parser.add_argument("--weight-decay", type=float, default=1e-4)
-    parser.add_argument("--val-fraction", type=float, default=0.1)
-    parser.add_argument("--patience", type=int, help="early stopping after N epochs without a "
-                        "better validation accuracy")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--sweep-units", type=types.positive_int_list,
+                        help="units of the sweep, e.g. 1,3,5,7 (default all)")
+    parser.add_argument("--scarcity", type=types.positive_int_list,
+                        help="samples per class, e.g. 10,50,100 (Figure 11)")
+    parser.add_argument("--epochs", type=types.positive_int, default=200,
+                        help="default 200 (paper)")
+    parser.add_argument("--batch-size", type=types.positive_int, default=128)
+    parser.add_argument("--lr", type=types.positive_float, default=0.1,
+                        help="initial lr (default 0.1)")
+    parser.add_argument("--lr-min", type=types.non_negative_float, default=1e-4,
+                        help="final cosine lr")
+    parser.add_argument("--momentum", type=types.momentum, default=0.9)
+    parser.add_argument("--weight-decay", type=types.non_negative_float, default=1e-4)
+    parser.add_argument("--val-fraction", type=types.fraction, default=0.1)
+    parser.add_argument("--patience", type=types.positive_int,
+                        help="early stopping after N epochs without a better validation accuracy")
+    parser.add_argument("--seed", type=types.seed, default=0)
     parser.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda if available)")
     parser.add_argument("--no-amp", action="store_true", help="no bf16 autocast on GPU")
     parser.add_argument("--out", default="nctk-finetune", help="output directory")
@@ -99,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
                     "config": dataclasses.asdict(config)}
 
     if args.sweep:
-        units = _int_list(args.sweep_units, "sweep-units") if args.sweep_units else None
+        units = args.sweep_units
         results = sweep(model, train_data, test_data=test_data, units=units,
                         unit_names=unit_names, config=config, out_dir=out, resume=args.resume,
                         model_name=args.model)
@@ -108,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
         report["results"] = [r.to_json() for r in results]
         plot = plot_sweep(results, out / "sweep.png", numbers)
     elif args.scarcity:
-        per_class = _int_list(args.scarcity, "scarcity")
+        per_class = args.scarcity
         unit = args.unit or "5"
         curves = scarcity(model, train_data, per_class=per_class, unit=unit,
                           test_data=test_data, unit_names=unit_names, config=config)
@@ -124,8 +120,7 @@ def run(args: argparse.Namespace) -> int:
         if args.method in ("lp", "full") and unit is not None:
             raise InputError(f"--method {args.method} takes no --unit", array="unit")
         if unit == "auto":
-            candidates = (_int_list(args.auto_candidates, "auto-candidates")
-                          if args.auto_candidates else None)
+            candidates = args.auto_candidates
             selection = select_unit(model, train_data, candidates=candidates,
                                     unit_names=unit_names, config=config,
                                     probe_epochs=args.probe_epochs)

@@ -22,6 +22,7 @@ from typing import Any
 
 from nctk.analyses import supported_options
 from nctk.cli import COMMANDS
+from nctk.cli import _types as types
 from nctk.cli._table import fmt_number, format_table
 from nctk.errors import InputError
 from nctk.evaluation import STATISTICS, evaluate, undefined_reason
@@ -53,7 +54,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                          help="model specs, e.g. torchvision:resnet50,timm:vit_small_patch16_224")
     extract.add_argument("--data", metavar="SPEC",
                          help="target dataset, e.g. imagefolder:DIR or npz:PATH")
-    extract.add_argument("--per-class", type=int, metavar="K",
+    extract.add_argument("--per-class", type=types.positive_int, metavar="K",
                          help="use at most K samples per class (seeded draw)")
     extract.add_argument("--cache-dir", metavar="DIR",
                          help="reuse/keep extracted features here (default: $NCTK_CACHE_DIR, "
@@ -70,7 +71,7 @@ def add_method_arguments(parser: argparse.ArgumentParser) -> None:
     """``--method``, ``--seed`` and ``--ncti-weights`` (shared with ``nctk analyze``)."""
     parser.add_argument("--method", default="ncti", metavar="NAME[,NAME...]|all",
                         help="transferability method(s) (default: ncti)")
-    parser.add_argument("--seed", type=int, default=0,
+    parser.add_argument("--seed", type=types.seed, default=0,
                         help="seed for seeded methods and the per-class draw (default: 0)")
     parser.add_argument("--ncti-weights", metavar="W_SELI,W_NCC,W_VC",
                         help="NCTI term weights (default 1,1,1)")
@@ -141,8 +142,6 @@ def load_or_extract(args: argparse.Namespace) -> list[FeatureFile]:
     if not args.models or not args.data:
         raise InputError("--models and --data go together", file="--models" if not args.models
                          else "--data")
-    if args.per_class is not None and args.per_class < 1:
-        raise InputError(f"must be >= 1, got {args.per_class}", file="--per-class")
     specs = [s.strip() for s in args.models.split(",") if s.strip()]
     from nctk.cli.extract import default_cache_dir
     from nctk.extract import extract_pool

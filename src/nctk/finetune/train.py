@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import hashlib
+import math
 import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -59,14 +60,20 @@ class TrainConfig:
     eval_batch_size: int = 256
 
     def check(self) -> None:
-        """Raise :class:`InputError` for impossible settings."""
-        if self.epochs < 1:
-            raise InputError(f"epochs must be >= 1, got {self.epochs}", array="epochs")
-        if self.batch_size < 1:
-            raise InputError(f"batch size must be >= 1, got {self.batch_size}",
-                             array="batch_size")
-        if self.patience is not None and self.patience < 1:
-            raise InputError(f"patience must be >= 1, got {self.patience}", array="patience")
+        """Raise :class:`InputError` for impossible settings (NaN fails every comparison)."""
+        def require(ok: bool, key: str, what: str) -> None:
+            if not ok:
+                raise InputError(f"{key} must be {what}, got {getattr(self, key)}", array=key)
+
+        require(self.epochs >= 1, "epochs", ">= 1")
+        require(self.batch_size >= 1, "batch_size", ">= 1")
+        require(self.patience is None or self.patience >= 1, "patience", ">= 1")
+        require(0 <= self.lr < math.inf, "lr", "a finite number >= 0")
+        require(0 <= self.lr_min < math.inf, "lr_min", "a finite number >= 0")
+        require(0 <= self.weight_decay < math.inf, "weight_decay", "a finite number >= 0")
+        require(0 <= self.momentum < 1, "momentum", "in [0, 1)")
+        require(0 <= self.val_fraction < 1, "val_fraction", "in [0, 1)")
+        require(self.seed >= 0, "seed", ">= 0")
         if self.patience is not None and self.val_fraction == 0:
             raise InputError("early stopping needs a validation split (val_fraction > 0)",
                              array="patience")
@@ -114,7 +121,9 @@ def _autocast(device: torch.device, enabled: bool):
 
 
 def _batch_seed(seed: int, epoch: int, batch: int) -> int:
-    return (seed * 1_000_003 + epoch) * 1_000_003 + batch
+    """A distinct torch seed per (seed, epoch, batch), reduced into the 64 bits torch takes
+    (unchanged for seeds below about 18 million)."""
+    return ((seed * 1_000_003 + epoch) * 1_000_003 + batch) % 2**64
 
 
 def _fetch(dataset: Dataset, indices: np.ndarray, device: torch.device

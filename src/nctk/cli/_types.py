@@ -1,0 +1,120 @@
+"""Argument types shared by every command: numeric options are checked while parsing.
+
+Each factory returns an ``argparse`` ``type=`` callable that turns the option's text into a
+number or raises :class:`argparse.ArgumentTypeError`; argparse then stops with one line
+naming the option (``nctk rank: error: argument --seed: expected an integer >= 0, got
+'-1'``) before any file is read. ``nan`` and ``inf`` are refused wherever a float is read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Callable
+
+#: Seeds go to numpy and torch generators; 32 bits is the range every one of them takes.
+SEED_MAX = 2**32 - 1
+
+
+def integer(minimum: int | None = None, maximum: int | None = None) -> Callable[[str], int]:
+    """An integer in ``[minimum, maximum]`` (either bound may be None)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text.strip())
+        except ValueError:
+            value = None
+        if value is None or not _within(value, minimum, maximum, False, False):
+            raise argparse.ArgumentTypeError(
+                f"expected an integer{_bounds(minimum, maximum, False, False)}, got {text!r}")
+        return value
+
+    parse.__name__ = "integer"
+    return parse
+
+
+def real(minimum: float | None = None, maximum: float | None = None, *,
+         above: bool = False, below: bool = False) -> Callable[[str], float]:
+    """A finite float in ``[minimum, maximum]``; ``above``/``below`` make a bound strict."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text.strip())
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value) or not _within(value, minimum, maximum, above, below):
+            raise argparse.ArgumentTypeError(
+                f"expected a finite number{_bounds(minimum, maximum, above, below)}, "
+                f"got {text!r}")
+        return value
+
+    parse.__name__ = "number"
+    return parse
+
+
+def integer_list(minimum: int | None = None) -> Callable[[str], list[int]]:
+    """A comma-separated, non-empty list of integers, each ``>= minimum``."""
+    item = integer(minimum)
+
+    def parse(text: str) -> list[int]:
+        parts = [p for p in text.split(",") if p.strip()]
+        if not parts:
+            raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
+        try:
+            return [item(p) for p in parts]
+        except argparse.ArgumentTypeError:
+            raise argparse.ArgumentTypeError(
+                f"expected comma-separated integers{_bounds(minimum, None, False, False)}, "
+                f"got {text!r}") from None
+
+    parse.__name__ = "integer list"
+    return parse
+
+
+def real_list(minimum: float | None = None) -> Callable[[str], list[float]]:
+    """A comma-separated, non-empty list of finite floats, each ``>= minimum``."""
+    item = real(minimum)
+
+    def parse(text: str) -> list[float]:
+        parts = [p for p in text.split(",") if p.strip()]
+        if not parts:
+            raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}")
+        try:
+            return [item(p) for p in parts]
+        except argparse.ArgumentTypeError:
+            raise argparse.ArgumentTypeError(
+                f"expected comma-separated finite numbers{_bounds(minimum, None, False, False)}"
+                f", got {text!r}") from None
+
+    parse.__name__ = "number list"
+    return parse
+
+
+#: The types the commands use (one definition each, so equal options check alike).
+seed = integer(0, SEED_MAX)
+positive_int = integer(1)
+non_negative_int = integer(0)
+positive_float = real(0.0, above=True)
+non_negative_float = real(0.0)
+#: A share of the data held out: at least 0, below 1 (something must be left to train on).
+fraction = real(0.0, 1.0, below=True)
+#: SGD momentum: 0 (none) up to, not including, 1.
+momentum = real(0.0, 1.0, below=True)
+positive_int_list = integer_list(1)
+
+
+def _within(value: float, minimum: float | None, maximum: float | None, above: bool,
+            below: bool) -> bool:
+    if minimum is not None and (value <= minimum if above else value < minimum):
+        return False
+    return maximum is None or (value < maximum if below else value <= maximum)
+
+
+def _bounds(minimum: float | None, maximum: float | None, above: bool, below: bool) -> str:
+    low = None if minimum is None else f"{'>' if above else '>='} {_number(minimum)}"
+    high = None if maximum is None else f"{'<' if below else '<='} {_number(maximum)}"
+    if low and high:
+        return f" {low} and {high}"
+    return f" {low or high}" if (low or high) else ""
+
+
+def _number(value: float) -> str:
+    return str(value) if isinstance(value, int) else f"{value:g}"
