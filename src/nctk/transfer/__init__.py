@@ -6,8 +6,11 @@ Importing this package registers every method (one module per family).
 from __future__ import annotations
 
 from nctk.transfer import (  # noqa: F401  (imported for their registrations)
+    disco,
+    etran,
     gbc,
     hscore,
+    knn,
     leep,
     logme,
     ncti,

@@ -1,0 +1,83 @@
+"""k-NN accuracy: how well the frozen features classify the target data by their neighbours.
+
+score = cross-validated accuracy of a k-nearest-neighbour classifier on the (N, d) features
+(scikit-learn ``KNeighborsClassifier``, ``cross_val_score``): ``folds``-fold, stratified,
+k = 5 neighbours by cosine distance, votes weighted by inverse distance (so that no tie
+is broken by the order of the class labels), mean of the per-fold accuracies. A
+non-parametric probe of the features in the spirit of the k-NN evaluation of
+self-supervised representations (Wu et al., CVPR 2018; Caron et al., ICCV 2021); it needs
+no source head and no training.
+
+The folds are seeded and do not depend on the order of the samples or on the label
+values: the rows are put in a canonical order (lexicographic on the feature values), a
+seeded permutation of that order is dealt round-robin into the folds within each class.
+So a shuffled or relabelled copy of the same data gets the same score.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from nctk.errors import InputError
+from nctk.transfer.registry import Method, register
+from nctk.validation import check_matrix, encode_labels
+
+NEIGHBOURS = 5
+FOLDS = 5
+
+
+def fold_assignment(x: np.ndarray, codes: np.ndarray, folds: int, seed: int) -> np.ndarray:
+    """(N,) fold index of each sample: stratified, seeded, independent of the row order.
+
+    Within each class the samples are dealt 0, 1, ..., folds-1, 0, ... in the order of a
+    seeded permutation of the rows' lexicographic order.
+    """
+    canonical = np.lexsort(x.T[::-1])
+    order = canonical[np.random.default_rng(seed).permutation(x.shape[0])]
+    fold = np.empty(x.shape[0], dtype=np.int64)
+    seen = np.zeros(int(codes.max()) + 1, dtype=np.int64)
+    for i in order:
+        fold[i] = seen[codes[i]] % folds
+        seen[codes[i]] += 1
+    return fold
+
+
+def knn_score(features: Any, labels: Any, *, neighbours: int = NEIGHBOURS, folds: int = FOLDS,
+              seed: int = 0) -> float:
+    """Cross-validated k-NN accuracy of one model's features, in [0, 1] (higher is better).
+
+    Args:
+        features: (N, d) numpy array or torch tensor (any device; computed on the CPU in
+            float64).
+        labels: (N,) any labels; at least 2 classes and 2 samples per class.
+        neighbours: k; reduced to the size of the smallest training split when larger.
+        folds: number of folds (at most the size of the smallest class).
+        seed: seed of the fold assignment.
+    """
+    from sklearn.model_selection import PredefinedSplit, cross_val_score
+    from sklearn.neighbors import KNeighborsClassifier
+
+    for value, what in ((neighbours, "neighbours"), (folds, "folds")):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise InputError(f"{what} must be a positive integer, got {value!r}")
+    if folds < 2:
+        raise InputError(f"folds must be at least 2, got {folds}")
+    x = check_matrix(features, "features", dtype_out=np.float64)
+    encoded = encode_labels(labels, x.shape[0], min_per_class=2)
+    folds = min(folds, int(encoded.counts.min()))
+    assignment = fold_assignment(x, encoded.codes, folds, seed)
+    smallest_train = min(int((assignment != f).sum()) for f in range(folds))
+    classifier = KNeighborsClassifier(n_neighbors=min(neighbours, smallest_train),
+                                      weights="distance", metric="cosine", algorithm="brute")
+    accuracies = cross_val_score(classifier, x, encoded.codes, cv=PredefinedSplit(assignment))
+    return float(np.mean(accuracies))
+
+
+register(Method(
+    name="knn",
+    score=knn_score,
+    summary="Cross-validated k-NN accuracy of the features (5 neighbours, cosine, seeded "
+            "folds)",
+))
