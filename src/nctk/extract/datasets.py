@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import io
 import os
 import zipfile
 from collections.abc import Callable, Sequence
@@ -34,6 +35,9 @@ from nctk.validation import encode_labels
 
 ACCEPTED_FORMS = ("imagefolder:DIR, torchvision:<Name>:<root>, hf:<name or saved dir>[:<split>], "
                   "npz:PATH (arrays 'images' uint8 (N,H,W,3) and 'labels')")
+
+#: Most encoded image bytes :meth:`LabelledImages.packed` carries along (2 GiB).
+PACK_LIMIT = 2 << 30
 
 #: ``read(i) -> PIL RGB image`` of the i-th sample of the underlying source.
 Reader = Callable[[int], Image.Image]
@@ -107,6 +111,33 @@ class LabelledImages(torch.utils.data.Dataset):
                               classes=self.classes, identity=self.identity,
                               describe=self._describe, transform=self.transform,
                               indices=self.indices[positions])
+
+    def packed(self, max_bytes: int = PACK_LIMIT) -> LabelledImages:
+        """A copy that carries its own samples, to be read on another machine.
+
+        Images read from files keep their encoded bytes (at most ``max_bytes`` in all),
+        in-memory arrays (``npz:``) only the rows used; nothing else of the source comes
+        along. Spec, identity, positions and labels are unchanged, so the feature-cache key
+        is the same as the original's. Other sources (torchvision, Hugging Face), and files
+        over the limit, are returned as they are: their readers need the source where
+        they run (a shared file system).
+        """
+        used = np.unique(self.indices)
+        if isinstance(self._reader, _FileReader):
+            files = [self._reader.files[i] for i in used]
+            if sum(f.stat().st_size for f in files) > max_bytes:
+                return self
+            reader = _PackedReader(used, [f.read_bytes() for f in files], _decode_bytes,
+                                   [str(f) for f in files])
+        elif isinstance(self._reader, _ArrayReader):
+            reader = _PackedReader(used, self._reader.images[used], Image.fromarray,
+                                   [self._describe(int(i)) for i in used])
+        else:
+            return self
+        return LabelledImages(spec=self.spec, reader=reader, labels=self._all_labels,
+                              classes=self.classes, identity=self.identity,
+                              describe=reader.describe, transform=self.transform,
+                              indices=self.indices)
 
     def __repr__(self) -> str:
         return (f"LabelledImages({self.spec!r}, {len(self)} samples, "
@@ -197,6 +228,31 @@ class _FileReader:
 
     def describe(self, index: int) -> str:
         return str(self.files[index])
+
+
+class _PackedReader:
+    """The samples at source positions ``indices`` from payloads carried in memory (encoded
+    file bytes or pixel arrays, one per position), with the names of their origin."""
+
+    def __init__(self, indices: np.ndarray, payloads: Sequence[Any],
+                 decode: Callable[[Any], Image.Image], names: Sequence[str]):
+        self.indices = indices
+        self.payloads = payloads
+        self.decode = decode
+        self.names = list(names)
+
+    def _slot(self, index: int) -> int:
+        return int(np.searchsorted(self.indices, index))
+
+    def __call__(self, index: int) -> Image.Image:
+        return self.decode(self.payloads[self._slot(index)])
+
+    def describe(self, index: int) -> str:
+        return self.names[self._slot(index)]
+
+
+def _decode_bytes(payload: bytes) -> Image.Image:
+    return Image.open(io.BytesIO(payload))
 
 
 def _npz(spec: str, path: str) -> LabelledImages:

@@ -107,17 +107,8 @@ def extract_features(model: ModelAdapter | str | torch.nn.Module,
     for value, what in ((batch_size, "batch size"), (chunk_batches, "chunk_batches")):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise InputError(f"{what} must be a positive integer, got {value!r}")
-    layer_names = adapter.resolve_layers(layers)
-    device = resolve_device(device)
-    dataset = dataset.with_transform(
-        adapter.transform if dataset.transform is None else dataset.transform)
-    material = {
-        "model": model_identity(adapter), "dataset": dataset.identity,
-        "samples": hashlib.sha256(dataset.indices.tobytes()).hexdigest(),
-        "transform": repr(dataset.transform), "layers": layer_names,
-        "precision": "bf16" if device.type == "cuda" else "fp32",
-        "skip_bad_images": bool(skip_bad_images), "nctk": _version(),
-    }
+    layer_names, device, dataset, material = _prepare(adapter, dataset, layers, device,
+                                                      skip_bad_images)
     cache = FeatureCache(cache_dir, cache_key(material)) if cache_dir is not None else None
     if cache is not None and cache.finished():
         return _from_cache(cache, adapter.name)
@@ -143,6 +134,34 @@ def extract_features(model: ModelAdapter | str | torch.nn.Module,
                       "skipped": skipped})
         result.path = str(cache.final_path)
     return result
+
+
+def feature_cache(model: ModelAdapter, data: LabelledImages, cache_dir: str | os.PathLike, *,
+                  layers: Sequence[str] | str = (), device: str | torch.device | None = None,
+                  skip_bad_images: bool = False) -> FeatureCache:
+    """The cache entry :func:`extract_features` reads and writes for these arguments
+    (``finished()`` tells whether a call would compute anything)."""
+    material = _prepare(model, data, layers, device, skip_bad_images)[3]
+    return FeatureCache(cache_dir, cache_key(material))
+
+
+def _prepare(adapter: ModelAdapter, dataset: LabelledImages, layers: Sequence[str] | str,
+             device: str | torch.device | None, skip_bad_images: bool
+             ) -> tuple[list[str], torch.device, LabelledImages, dict[str, Any]]:
+    """Resolved layers, device, the dataset with its transform, and the cache-key material
+    (model weights, dataset content, preprocessing, samples, layers, precision, version)."""
+    layer_names = adapter.resolve_layers(layers)
+    device = resolve_device(device)
+    dataset = dataset.with_transform(
+        adapter.transform if dataset.transform is None else dataset.transform)
+    material = {
+        "model": model_identity(adapter), "dataset": dataset.identity,
+        "samples": hashlib.sha256(dataset.indices.tobytes()).hexdigest(),
+        "transform": repr(dataset.transform), "layers": layer_names,
+        "precision": "bf16" if device.type == "cuda" else "fp32",
+        "skip_bad_images": bool(skip_bad_images), "nctk": _version(),
+    }
+    return layer_names, device, dataset, material
 
 
 def _version() -> str:

@@ -6,6 +6,7 @@ import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from nctk.errors import InputError
@@ -67,19 +68,37 @@ def rank(pool: Mapping[str, Any], labels: Any, method: str | Method, **options: 
     if not pool:
         raise InputError("the pool is empty")
     start = time.perf_counter()
+    terms = {name: _located(name, meth.input, partial(model_terms, meth), x, labels,
+                            **options) for name, x in pool.items()}
+    return combine_terms(meth, terms, time.perf_counter() - start, **options)
+
+
+def model_terms(method: Method, x: Any, labels: Any, **options: Any) -> float | Components:
+    """One model's share of :func:`rank`: its score, or for a pool-relative method its raw
+    components (the options consumed by ``combine`` are left out here).
+
+    ``rank`` is ``combine_terms`` over ``model_terms`` of every model, so the terms may be
+    computed anywhere (another process, another machine) and combined later.
+    """
+    if method.pool_relative:
+        own = {k: v for k, v in options.items() if k not in method.combine_options}
+        return method.components(x, labels, **own)
+    return float(method.score(x, labels, **options))
+
+
+def combine_terms(method: Method, terms: Mapping[str, float | Components], seconds: float,
+                  **options: Any) -> MethodResult:
+    """The pool's result from every model's :func:`model_terms` (in pool order): NCTI's
+    min-max normalisation over the pool, or the scores as they are."""
+    start = time.perf_counter()
     components: dict[str, Components] = {}
-    if meth.pool_relative:
-        own = {k: v for k, v in options.items() if k not in meth.combine_options}
-        combine_kw = {k: v for k, v in options.items() if k in meth.combine_options}
-        raw = {}
-        for name, x in pool.items():
-            raw[name] = _located(name, meth.input, meth.components, x, labels, **own)
-        scores, components = meth.combine(raw, **combine_kw)
+    if method.pool_relative:
+        combine_kw = {k: v for k, v in options.items() if k in method.combine_options}
+        scores, components = method.combine(dict(terms), **combine_kw)
     else:
-        scores = {name: float(_located(name, meth.input, meth.score, x, labels, **options))
-                  for name, x in pool.items()}
-    seconds = time.perf_counter() - start
-    return MethodResult(meth.name, scores, rank_order(scores), seconds, components)
+        scores = {name: float(value) for name, value in terms.items()}
+    seconds += time.perf_counter() - start
+    return MethodResult(method.name, scores, rank_order(scores), seconds, components)
 
 
 def rank_pool(pool: Sequence[FeatureFile], method: str | Method, **options: Any) -> MethodResult:
