@@ -16,7 +16,6 @@ import nctk.transfer  # noqa: F401  (registers the real methods)
 from nctk.cli import main
 from nctk.cli._table import fmt_number, format_table
 from nctk.evaluation import evaluate
-from nctk.io import FeatureFile
 from nctk.transfer import registry
 from nctk.transfer.registry import Method
 
@@ -181,26 +180,37 @@ def test_report_is_written_through_nctk_report(pool, toy_methods, capsys, monkey
     assert kwargs["evaluation"]["separation"]["weighted_tau"] == pytest.approx(1.0)
 
 
-def test_models_and_data_go_through_extract_pool(toy_methods, capsys, monkeypatch):
+def test_models_and_data_go_through_the_pool_runner(toy_methods, capsys, monkeypatch):
+    import nctk.extract
+    import nctk.scale
+    from nctk.scale import PoolRanking
+    from nctk.transfer import rank
+
     calls = []
 
-    def fake_extract_pool(specs, data, **kwargs):
-        calls.append((specs, data, kwargs))
-        return [FeatureFile(name=s.split(":")[1], features=_features(i, 1.0 + i)[0],
-                            labels=_features(i, 1.0)[1]) for i, s in enumerate(specs)]
+    def fake_rank_models(specs, dataset, methods, **kwargs):
+        calls.append((specs, dataset, methods, kwargs))
+        pool = {s.split(":")[1]: _features(i, 1.0 + i)[0] for i, s in enumerate(specs)}
+        return PoolRanking({m: rank(pool, _features(0, 1.0)[1], m) for m in methods}, [], [])
 
-    monkeypatch.setitem(sys.modules, "nctk.extract", types.SimpleNamespace(
-        extract_pool=fake_extract_pool))
+    monkeypatch.setattr(nctk.extract, "load_dataset", lambda spec: f"loaded {spec}")
+    monkeypatch.setattr(nctk.extract, "subsample_per_class",
+                        lambda data, k, seed: f"{data}, {k} per class, seed {seed}")
+    monkeypatch.setattr(nctk.scale, "rank_models", fake_rank_models)
     code, out, err = _run(capsys, "rank", "--models", "torchvision:resnet18,timm:vit_tiny",
                           "--data", "imagefolder:/somewhere", "--per-class", 5, "--seed", 3,
                           "--cache-dir", "cache", "--skip-bad-images", "--device", "cpu",
-                          "--method", "separation")
+                          "--method", "separation,seeded", "--no-progress")
     assert code == 0, err
-    (specs, data, kwargs), = calls
+    (specs, dataset, methods, kwargs), = calls
     assert specs == ["torchvision:resnet18", "timm:vit_tiny"]
-    assert data == "imagefolder:/somewhere"
-    assert kwargs == {"per_class": 5, "seed": 3, "cache_dir": "cache", "device": "cpu",
-                      "skip_bad_images": True}
+    assert dataset == "loaded imagefolder:/somewhere, 5 per class, seed 3"
+    assert methods == ["separation", "seeded"]
+    assert kwargs["extract"] == nctk.scale.ExtractSettings(
+        device="cpu", skip_bad_images=True, cache_dir="cache", progress=False)
+    assert kwargs["options"] == {"separation": {}, "seeded": {"seed": 3}}
+    assert kwargs["optional_inputs"] is False and kwargs["progress"] is False
+    assert type(kwargs["executor"]).__name__ == "LoopExecutor"
     assert "resnet18" in out and "vit_tiny" in out
 
 

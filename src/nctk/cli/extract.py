@@ -8,6 +8,8 @@ from pathlib import Path
 
 from nctk.cli import COMMANDS
 from nctk.cli import _types as types
+from nctk.cli._executor import add_executor_arguments, make_executor, report_failures
+from nctk.errors import InputError
 
 
 def default_cache_dir() -> str:
@@ -51,24 +53,45 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--skip-bad-images", action="store_true",
                         help="skip unreadable images (their count is reported) instead of "
                              "stopping")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    add_executor_arguments(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from nctk.extract import extract_pool, load_dataset, write_pool
+    from nctk.extract import load_dataset, subsample_per_class
+    from nctk.scale import ExtractSettings, extract_models
 
+    specs = model_specs(args.models)
+    executor = make_executor(args)
     dataset = load_dataset(args.data, split=args.split)
-    pool = extract_pool(
-        args.models, dataset, per_class=args.per_class, seed=args.seed, layers=args.layers,
+    if args.per_class is not None:
+        dataset = subsample_per_class(dataset, args.per_class, args.seed)
+    settings = ExtractSettings(
+        layers=args.layers, batch_size=args.batch_size, device=args.device,
+        num_workers=args.workers, image_size=args.image_size,
+        skip_bad_images=args.skip_bad_images,
         cache_dir=None if args.no_cache else (args.cache_dir or default_cache_dir()),
-        device=args.device, progress=not args.no_progress,
-        skip_bad_images=args.skip_bad_images, batch_size=args.batch_size,
-        image_size=args.image_size, num_workers=args.workers)
-    for result, path in zip(pool, write_pool(pool, args.out), strict=True):
-        extra = f", source_logits {result.source_logits.shape[1]}" \
-            if result.source_logits is not None else ""
-        layers = f", {len(result.layers)} layer(s)" if result.layers else ""
-        print(f"{path}: {result.features.shape[0]} samples, {result.features.shape[1]} "
-              f"features{extra}{layers}")
-    return 0
+        progress=not args.no_progress)
+    failures = []
+    with executor:
+        for record, path in extract_models(specs, dataset, args.out, executor=executor,
+                                           extract=settings, progress=not args.no_progress):
+            if path is None:
+                failures.append(record)
+                continue
+            result = record.features
+            extra = f", source_logits {result.source_logits.shape[1]}" \
+                if result.source_logits is not None else ""
+            layers = f", {len(result.layers)} layer(s)" if result.layers else ""
+            print(f"{path}: {result.features.shape[0]} samples, {result.features.shape[1]} "
+                  f"features{extra}{layers}", flush=True)
+    return report_failures("extract", failures, len(specs))
+
+
+def model_specs(text: str) -> list[str]:
+    """``--models`` -> the comma-separated specs; InputError when there are none."""
+    specs = [s.strip() for s in text.split(",") if s.strip()]
+    if not specs:
+        raise InputError("no models given", file="--models")
+    return specs

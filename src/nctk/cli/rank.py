@@ -3,8 +3,8 @@
 Two ways in (design.md, "Command line"):
 
 * ``nctk rank FEATURES.npz... --method ncti,...|all`` scores saved feature files;
-* ``nctk rank --models SPEC,SPEC --data SPEC`` extracts the features first through
-  ``nctk.extract.extract_pool`` (torch is imported only then).
+* ``nctk rank --models SPEC,SPEC --data SPEC`` extracts and scores one model per unit of
+  work through :mod:`nctk.scale` (``--executor loop|ray``; torch is imported only then).
 
 It prints one table per method (and the rank correlations when ``--ground-truth`` is
 given), and optionally writes the contract's JSON (``--json``) and an HTML report
@@ -23,6 +23,7 @@ from typing import Any
 from nctk.analyses import supported_options
 from nctk.cli import COMMANDS
 from nctk.cli import _types as types
+from nctk.cli._executor import add_executor_arguments, make_executor, report_failures
 from nctk.cli._table import fmt_number, format_table
 from nctk.errors import InputError
 from nctk.evaluation import STATISTICS, evaluate, undefined_reason
@@ -64,6 +65,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     extract.add_argument("--skip-bad-images", action="store_true",
                          help="skip unreadable images instead of stopping")
     extract.add_argument("--device", help="torch device for extraction (default: auto)")
+    extract.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    add_executor_arguments(parser)
     parser.set_defaults(func=run)
 
 
@@ -80,26 +83,38 @@ def add_method_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     methods = resolve(args.method)
     weights = parse_weights(args.ncti_weights)
-    pool = load_or_extract(args)
-    check_outputs([args.json, args.report], pool, args.ground_truth)
-    check_labels(pool)
-    models = [f.name for f in pool]
+    if extracting(args):
+        check_outputs([args.json, args.report], [], args.ground_truth)
+        if args.ground_truth:
+            load_ground_truth(args.ground_truth)  # a bad file fails before any extraction
+        results, notes, failures, total = rank_extracted(args, methods, weights)
+        if not results:
+            return report_failures("rank", failures, total)
+    else:
+        pool = load_pool(features_given(args))
+        check_outputs([args.json, args.report], pool, args.ground_truth)
+        check_labels(pool)
+        methods, notes = drop_unrunnable(methods, pool, args.method)
+        results = {m.name: rank_with_options(pool, m, seed=args.seed, ncti_weights=weights)
+                   for m in methods}
+        failures, total = [], len(pool)
+    models = list(next(iter(results.values())).scores) if results else []
     truth = load_ground_truth(args.ground_truth, models) if args.ground_truth else None
-    methods, notes = drop_unrunnable(methods, pool, args.method)
-    results = {m.name: rank_with_options(pool, m, seed=args.seed, ncti_weights=weights)
-               for m in methods}
     evaluation = ({name: evaluate(r.scores, truth) for name, r in results.items()}
                   if truth is not None else None)
     notes += evaluation_notes(results, truth)
     print(format_results(results, truth, evaluation, notes))
     if args.json:
-        write_json(args.json, result_json(results, evaluation))
+        data = result_json(results, evaluation)
+        if failures:
+            data["failed"] = {record.spec: record.error for record in failures}
+        write_json(args.json, data)
     if args.report:
         from nctk.report import write_report
 
-        write_report(args.report, title=f"nctk rank: {len(pool)} models",
+        write_report(args.report, title=f"nctk rank: {len(models)} models",
                      methods=results, evaluation=evaluation, truth=truth, notes=notes)
-    return 0
+    return report_failures("rank", failures, total)
 
 
 def resolve(spec: str) -> list[Any]:
@@ -128,28 +143,58 @@ def parse_weights(text: str | None) -> dict[str, float] | None:
     return dict(zip(NCTI_WEIGHTS, values, strict=True))
 
 
-def load_or_extract(args: argparse.Namespace) -> list[FeatureFile]:
-    """Feature files from the command line, or extracted with ``--models``/``--data``."""
-    extracting = args.models is not None or args.data is not None
-    if args.features and extracting:
+def extracting(args: argparse.Namespace) -> bool:
+    """Whether the models are given as specs (``--models``/``--data``) rather than files."""
+    wanted = args.models is not None or args.data is not None
+    if args.features and wanted:
         raise InputError("give either FEATURES.npz files or --models with --data, not both",
                          file="--models")
-    if not extracting:
-        if not args.features:
-            raise InputError("no feature files given (or use --models with --data)",
-                             file="FEATURES.npz")
-        return load_pool(args.features)
+    if not wanted:
+        from nctk.cli._executor import RAY_OPTIONS
+
+        if args.executor != "loop" or any(getattr(args, o) is not None for o in RAY_OPTIONS):
+            raise InputError("applies to --models (extracting features); feature files are "
+                             "scored in this process", file="--executor")
+    return wanted
+
+
+def features_given(args: argparse.Namespace) -> list[str]:
+    if not args.features:
+        raise InputError("no feature files given (or use --models with --data)",
+                         file="FEATURES.npz")
+    return args.features
+
+
+def rank_extracted(args: argparse.Namespace, methods: Sequence[Any],
+                   weights: Mapping[str, float] | None
+                   ) -> tuple[dict[str, Any], list[str], list[Any], int]:
+    """Extract and score every ``--models`` spec through the chosen executor (one unit of
+    work per model, see :mod:`nctk.scale`): (results, notes, failed records, models)."""
     if not args.models or not args.data:
         raise InputError("--models and --data go together", file="--models" if not args.models
                          else "--data")
-    specs = [s.strip() for s in args.models.split(",") if s.strip()]
-    from nctk.cli.extract import default_cache_dir
-    from nctk.extract import extract_pool
+    from nctk.cli.extract import default_cache_dir, model_specs
 
-    cache_dir = None if args.no_cache else (args.cache_dir or default_cache_dir())
-    return extract_pool(specs, args.data, per_class=args.per_class, seed=args.seed,
-                        cache_dir=cache_dir, device=args.device,
-                        skip_bad_images=args.skip_bad_images)
+    specs = model_specs(args.models)
+    executor = make_executor(args)
+    from nctk.extract import load_dataset, subsample_per_class
+    from nctk.scale import ExtractSettings, rank_models
+
+    dataset = load_dataset(args.data)
+    if args.per_class is not None:
+        dataset = subsample_per_class(dataset, args.per_class, args.seed)
+    settings = ExtractSettings(
+        device=args.device, skip_bad_images=args.skip_bad_images,
+        cache_dir=None if args.no_cache else (args.cache_dir or default_cache_dir()),
+        progress=not args.no_progress)
+    options = {m.name: method_options(m, seed=args.seed, ncti_weights=weights)
+               for m in methods}
+    with executor:
+        run = rank_models(specs, dataset, [m.name for m in methods], executor=executor,
+                          extract=settings, options=options,
+                          optional_inputs=args.method.strip() == "all",
+                          progress=not args.no_progress)
+    return run.results, run.notes, run.failures, len(specs)
 
 
 def drop_unrunnable(methods: Sequence[Any], pool: Sequence[FeatureFile], spec: str

@@ -1,0 +1,199 @@
+"""The Ray executor on a local 2-CPU Ray instance (started once for this module), with the
+shipped demo models: the ranking equals the one-process run, a worker that dies is
+retried, a model that keeps raising is reported while the others finish, and a driver
+killed mid-run is resumed from the cache, computing only the missing models."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from threadpoolctl import threadpool_limits
+
+import nctk.transfer  # noqa: F401  (registers the methods)
+import scale_models as sm
+from nctk.cli import main
+from nctk.scale import ExtractSettings, LoopExecutor, RayExecutor, rank_models
+
+ray = pytest.importorskip("ray")
+
+METHODS = ("ncti", "logme", "leep", "sfda")
+TESTS = Path(__file__).resolve().parent
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A local Ray instance with 2 CPUs; yields its address for a second driver."""
+    ray.cloudpickle.register_pickle_by_value(sm)  # workers cannot import tests/
+    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=200 << 20,
+             logging_level=logging.WARNING)
+    try:
+        yield ray.get_runtime_context().gcs_address
+    finally:
+        ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def data():
+    return sm.demo_data(per_class=10)
+
+
+def one_thread_loop(models, data, cache_dir, methods=METHODS):
+    """The one-process run with the threads of a Ray task (1 CPU: torch and BLAS on one
+    thread), so that floating-point sums run in the same order: results bit for bit."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with threadpool_limits(1):
+            return rank_models(models, data, list(methods), executor=LoopExecutor(),
+                               extract=ExtractSettings(cache_dir=str(cache_dir),
+                                                       num_workers=0), progress=False)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def on_ray(models, data, cache_dir, methods=METHODS, **executor):
+    with RayExecutor(**executor) as ray_executor:
+        return rank_models(models, data, list(methods), executor=ray_executor,
+                           extract=ExtractSettings(cache_dir=str(cache_dir), num_workers=0),
+                           progress=False)
+
+
+def assert_same(run, reference, methods=METHODS):
+    for method in methods:
+        assert run.results[method].ranking == reference.results[method].ranking
+        assert run.results[method].scores == reference.results[method].scores
+        assert run.results[method].components == reference.results[method].components
+
+
+def test_ray_ranking_equals_the_one_process_run(cluster, data, tmp_path):
+    run = on_ray(sm.demo_adapters(), data, tmp_path / "ray")
+    assert not run.failures
+    assert [r.name for r in run.records] == list(sm.NAMES)  # the order given, not finished
+    assert_same(run, one_thread_loop(sm.demo_adapters(), data, tmp_path / "loop"))
+    # the loop resumes what Ray stored, and the other way round: the same cache keys
+    again = one_thread_loop(sm.demo_adapters(), data, tmp_path / "ray")
+    assert all(r.from_cache and r.scores_from_cache for r in again.records)
+    assert_same(again, run)
+
+
+def test_a_worker_that_dies_is_retried(cluster, data, tmp_path):
+    marker = tmp_path / "died"
+    models = [*sm.demo_adapters(sm.NAMES[:2]),
+              sm.wrapped_adapter(sm.DiesOnFirstAttempt, "cnn_deep", str(marker))]
+    run = on_ray(models, data, tmp_path / "cache", methods=["ncti"], retries=2)
+    assert not run.failures
+    assert [r.name for r in run.records] == ["cnn_small", "cnn_small_1ep", "cnn_deep"]
+    assert len(marker.read_text().splitlines()) == 1  # one worker exited, one retry did it
+    # in this process the marker now exists, so the wrapper just runs
+    assert_same(run, one_thread_loop(models, data, tmp_path / "loop", ["ncti"]), ["ncti"])
+
+
+def test_a_model_that_keeps_raising_is_reported_and_the_others_finish(cluster, data,
+                                                                       tmp_path):
+    marker = tmp_path / "raised"
+    models = [*sm.demo_adapters(sm.NAMES[:2]),
+              sm.wrapped_adapter(sm.AlwaysRaises, "cnn_deep", str(marker)),
+              *sm.demo_adapters(sm.NAMES[2:3]), "mystery:net"]
+    run = on_ray(models, data, tmp_path / "cache", methods=["ncti"], retries=1)
+    assert [(r.spec, r.error) for r in run.failures] == [
+        ("cnn_deep", "RuntimeError: boom in forward"),
+        ("mystery:net", run.failures[1].error)]
+    assert "unknown model spec 'mystery:net'" in run.failures[1].error
+    assert len(marker.read_text().splitlines()) == 2  # first attempt and one retry
+    assert list(run.results["ncti"].scores) == ["cnn_small", "cnn_small_1ep", "cnn_wide"]
+
+
+DRIVER = textwrap.dedent("""
+    import sys
+    import ray
+    import scale_models as sm
+    from nctk.scale import ExtractSettings, RayExecutor, rank_models
+
+    ray.cloudpickle.register_pickle_by_value(sm)
+    models = [sm.wrapped_adapter(sm.Slow, name, "0.5") for name in sm.NAMES]
+    with RayExecutor(sys.argv[1]) as executor:
+        rank_models(models, sm.demo_data(10), ["ncti", "logme"], executor=executor,
+                    extract=ExtractSettings(cache_dir=sys.argv[2], num_workers=0),
+                    progress=False)
+""")
+
+
+def test_a_killed_driver_is_resumed_computing_only_the_missing_models(cluster, data,
+                                                                      tmp_path):
+    cache = tmp_path / "cache"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(TESTS), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    driver = subprocess.Popen([sys.executable, "-c", DRIVER, cluster, str(cache)], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not list(cache.glob("*.scores.json")):  # a first model is fully done
+        assert driver.poll() is None, driver.stderr.read().decode()
+        assert time.monotonic() < deadline, "the driver finished no model in 2 minutes"
+        time.sleep(0.05)
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
+    driver.stderr.close()
+    done = {p: p.stat().st_mtime_ns for p in (*cache.glob("*.npz"), *cache.glob("*.scores.json"))}
+    finished = {p.name.split(".")[0] for p in done if p.suffix == ".npz"}
+    assert 1 <= len(finished) < len(sm.NAMES)
+
+    models = [sm.wrapped_adapter(sm.Slow, name, "0") for name in sm.NAMES]
+    run = on_ray(models, data, cache, methods=["ncti", "logme"])
+    assert not run.failures
+    reused = {r.cache_key for r in run.records if r.from_cache}
+    assert reused == finished  # exactly the models finished before the kill were reused ...
+    assert all(r.scores_from_cache for r in run.records if r.from_cache)
+    assert {p: p.stat().st_mtime_ns for p in done} == done  # ... and left untouched
+    assert len(list(cache.glob("*.npz"))) == len(sm.NAMES)
+    assert_same(run, one_thread_loop(models, data, tmp_path / "fresh", ["ncti", "logme"]),
+                ["ncti", "logme"])
+
+
+def test_cli_on_ray_equals_the_loop(cluster, tmp_path, capsys):
+    directory = tmp_path / "ckpt"
+    specs = ",".join(sm.save_checkpoints(directory, sm.NAMES[:3]))
+    npz = directory / "target.npz"
+    subset = sm.demo_data(per_class=6)
+    np.savez(npz, images=np.stack([np.asarray(subset.read_image(i))
+                                   for i in range(len(subset))]),
+             labels=subset.label_values())
+    common = ["--models", specs, "--data", f"npz:{npz}", "--no-progress"]
+    outputs = {}
+    for executor in ("ray", "loop"):
+        args = [*common, "--cache-dir", str(tmp_path / executor)]
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            with threadpool_limits(1):
+                code = main(["rank", *args, "--executor", executor, "--method", "ncti,leep",
+                             "--json", str(tmp_path / f"{executor}.json")])
+                assert code == 0, capsys.readouterr().err
+                code = main(["extract", *args, "--executor", executor, "--out",
+                             str(tmp_path / f"{executor}-features")])
+                assert code == 0, capsys.readouterr().err
+        finally:
+            torch.set_num_threads(threads)
+        outputs[executor] = json.loads((tmp_path / f"{executor}.json").read_text())
+    assert outputs["ray"]["methods"]["ncti"]["scores"] == outputs["loop"]["methods"]["ncti"][
+        "scores"]
+    assert outputs["ray"]["methods"]["leep"]["ranking"] == outputs["loop"]["methods"]["leep"][
+        "ranking"]
+    for name in sm.NAMES[:3]:
+        ray_file = np.load(tmp_path / "ray-features" / f"{name}.npz")
+        loop_file = np.load(tmp_path / "loop-features" / f"{name}.npz")
+        assert ray_file.files == loop_file.files
+        for key in ray_file.files:
+            assert np.array_equal(ray_file[key], loop_file[key])
+    printed = capsys.readouterr()
+    assert printed.err == ""
