@@ -197,3 +197,24 @@ def test_cli_on_ray_equals_the_loop(cluster, tmp_path, capsys):
             assert np.array_equal(ray_file[key], loop_file[key])
     printed = capsys.readouterr()
     assert printed.err == ""
+
+
+def test_collapse_shards_on_ray_equal_one_pass(cluster, tmp_path, capsys):
+    from nctk.collapse import layer_profile
+    from nctk.demo.run import extract_pool_features
+    from nctk.io import load_feature_file, save_feature_file
+    from nctk.scale.shards import sharded_profile
+    from test_scale_shards import assert_profiles_equal
+
+    (result,) = extract_pool_features(["resnet_tiny"])
+    path = save_feature_file(tmp_path / "resnet_tiny.npz", result.features, result.labels,
+                             layers=result.layers)
+    expected = layer_profile(load_feature_file(path))
+    with RayExecutor() as executor:
+        assert executor.parallelism() == 2
+        assert_profiles_equal(sharded_profile(path, executor, shards=5,
+                                              scatter_bytes=50_000), expected)
+    assert main(["collapse", str(path), "--executor", "ray", "--json",
+                 str(tmp_path / "out.json")]) == 0  # one shard per CPU
+    assert_profiles_equal(json.loads((tmp_path / "out.json").read_text())["layers"], expected)
+    assert "penultimate" in capsys.readouterr().out

@@ -1,5 +1,5 @@
 """``--executor`` and the Ray options shared by ``nctk extract``, ``nctk rank --models`` and
-``nctk collapse``, and the exit status of a run in which some models failed."""
+``nctk collapse --shards``, and the exit status of a run in which some models failed."""
 
 from __future__ import annotations
 
@@ -14,12 +14,15 @@ from nctk.errors import InputError
 #: Exit status when some models failed and the others' results were written.
 PARTIAL = 1
 
+#: The options that only make sense with ``--executor ray``.
 RAY_OPTIONS = ("ray_address", "gpus_per_model", "cpus_per_model", "retries")
 
 
-def add_executor_arguments(parser: argparse.ArgumentParser, *, unit: str = "model") -> None:
-    """``--executor loop|ray``, ``--ray-address``, ``--gpus-per-model``,
-    ``--cpus-per-model``, ``--retries`` (``unit`` names what one task handles)."""
+def add_executor_arguments(parser: argparse.ArgumentParser, *, per_model: bool = True
+                           ) -> argparse._ArgumentGroup:
+    """``--executor loop|ray``, ``--ray-address``, ``--retries`` and, for commands with one
+    task per model (``per_model``), ``--gpus-per-model`` and ``--cpus-per-model``."""
+    unit = "model" if per_model else "shard of rows"
     group = parser.add_argument_group(
         "running the work (docs/scale.md)",
         f"one task per {unit}: in this process (loop, the default) or as Ray tasks on a "
@@ -29,13 +32,15 @@ def add_executor_arguments(parser: argparse.ArgumentParser, *, unit: str = "mode
     group.add_argument("--ray-address", metavar="ADDRESS",
                        help="an existing Ray cluster (host:port, ray://host:port or auto); "
                             "default: start a local Ray instance")
-    group.add_argument("--gpus-per-model", type=types.non_negative_float, metavar="G",
-                       help=f"GPUs Ray reserves per {unit}, a fraction shares a card (0.25: "
-                            "four at once); default 1 when the cluster has GPUs, else 0")
-    group.add_argument("--cpus-per-model", type=types.positive_float, metavar="C",
-                       help=f"CPUs Ray reserves per {unit} (default 1)")
+    if per_model:
+        group.add_argument("--gpus-per-model", type=types.non_negative_float, metavar="G",
+                           help="GPUs Ray reserves per model, a fraction shares a card (0.25: "
+                                "four at once); default 1 when the cluster has GPUs, else 0")
+        group.add_argument("--cpus-per-model", type=types.positive_float, metavar="C",
+                           help="CPUs Ray reserves per model (default 1)")
     group.add_argument("--retries", type=types.non_negative_int, metavar="N",
                        help="how often Ray re-runs a task that crashed or raised (default 3)")
+    return group
 
 
 def make_executor(args: argparse.Namespace) -> Any:
@@ -48,10 +53,11 @@ def make_executor(args: argparse.Namespace) -> Any:
         if given:
             raise InputError("only with --executor ray", file=_flag(given[0]))
         return LoopExecutor()
-    cpus, retries = args.cpus_per_model, args.retries
+    cpus = getattr(args, "cpus_per_model", None)
+    gpus = args.gpus_per_model if hasattr(args, "gpus_per_model") else 0  # shards: no GPU
     return RayExecutor(args.ray_address, cpus_per_task=1 if cpus is None else cpus,
-                       gpus_per_task=args.gpus_per_model,
-                       retries=DEFAULT_RETRIES if retries is None else retries)
+                       gpus_per_task=gpus,
+                       retries=DEFAULT_RETRIES if args.retries is None else args.retries)
 
 
 def _flag(name: str) -> str:

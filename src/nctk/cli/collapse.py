@@ -23,6 +23,7 @@ import numpy as np
 
 from nctk.cli import COMMANDS
 from nctk.cli import _types as types
+from nctk.cli._executor import add_executor_arguments, make_executor
 from nctk.cli._table import fmt_number, format_table
 from nctk.collapse import (
     PENULTIMATE,
@@ -77,6 +78,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--classifier", metavar="HEAD.npz",
                         help="linear head for NC3/NC4 on the penultimate features: .npy "
                              "weight (K, d), or .npz with 'weight' and optional 'bias'")
+    group = add_executor_arguments(parser, per_model=False)
+    group.add_argument("--shards", type=types.positive_int, metavar="N",
+                       help="split each file's rows into N tasks that read only their rows "
+                            "and merge exact class statistics, for files too large for one "
+                            "worker (default with --executor ray: one per CPU of the cluster)")
     parser.set_defaults(func=run)
 
 
@@ -87,11 +93,13 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--probe and --ground-truth are separate analyses; run them apart")
     if args.plot:
         plot_format(args.plot)
+    head = load_classifier(args.classifier) if args.classifier else None
+    if args.shards is not None or args.executor == "ray":
+        return report(args, sharded_profiles(args, head), {}, None)
     pool = (load_pool(args.features) if len(args.features) > 1
             else [load_feature_file(args.features[0])])
     truth = load_ground_truth(args.ground_truth, [f.name for f in pool]) \
         if args.ground_truth else None
-    head = load_classifier(args.classifier) if args.classifier else None
     profiles = {ff.name: profile_with_head(ff, head) for ff in pool}
     probes = ({ff.name: layer_nc1_vs_probe(ff, profile=profiles[ff.name], c=args.probe_c,
                                            seed=args.seed) for ff in pool}
@@ -99,19 +107,27 @@ def run(args: argparse.Namespace) -> int:
     for name, probe in probes.items():
         for layer, values in probe["layers"].items():
             profiles[name][layer]["probe_accuracy"] = values["probe_accuracy"]
+    return report(args, profiles, probes,
+                  nc1_vs_transfer(pool, truth, profiles=profiles) if truth is not None
+                  else None)
 
-    if truth is not None:
-        result = nc1_vs_transfer(pool, truth, profiles=profiles)
+
+def report(args: argparse.Namespace, profiles: dict[str, dict[str, dict[str, float]]],
+           probes: dict[str, Any], result: dict[str, Any] | None) -> int:
+    """Print the tables (``result``: NC1 against the ground truth); write ``--json`` and
+    ``--plot``."""
+    if result is not None:
         print_pool(profiles, result)
         output: dict[str, Any] = {"models": {m: {"layers": p} for m, p in profiles.items()},
                                   "nc1_vs_accuracy": result}
     else:
         for name, profile in profiles.items():
             print_profile(name, profile, probes.get(name), many=len(profiles) > 1)
-        if len(pool) == 1:
-            output = {"layers": profiles[pool[0].name]}
+        if len(profiles) == 1:
+            (only,) = profiles
+            output = {"layers": profiles[only]}
             if probes:
-                output["nc1_vs_probe"] = probes[pool[0].name]["correlation"]
+                output["nc1_vs_probe"] = probes[only]["correlation"]
         else:
             output = {"models": {m: {"layers": p} for m, p in profiles.items()}}
             if probes:
@@ -119,8 +135,32 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         write_json(args.json, output)
     if args.plot:
-        save_plot(args.plot, profiles, probes, truth and output["nc1_vs_accuracy"])
+        save_plot(args.plot, profiles, probes, result)
     return 0
+
+
+def sharded_profiles(args: argparse.Namespace, head: Any) -> dict[str, dict[str, Any]]:
+    """Each file's profile from shards of its rows (:mod:`nctk.scale.shards`), run by the
+    chosen executor; the files themselves are never loaded whole."""
+    for option, given in (("--probe", args.probe), ("--ground-truth", args.ground_truth)):
+        if given:
+            raise InputError("needs the whole features in memory; not with --shards or "
+                             "--executor ray", file=option)
+    names = {}
+    for path in args.features:
+        if not Path(path).is_file():
+            raise InputError("no such file", file=path)
+        if Path(path).stem in names:
+            raise InputError(f"model name '{Path(path).stem}' appears twice (names are file "
+                             "stems)", file=path)
+        names[Path(path).stem] = path
+    from nctk.scale.shards import sharded_profile
+
+    executor = make_executor(args)
+    with executor:
+        shards = args.shards or executor.parallelism()
+        return {name: sharded_profile(path, executor, shards=shards, classifier=head)
+                for name, path in names.items()}
 
 
 def profile_with_head(ff: FeatureFile, head: Any) -> dict[str, dict[str, float]]:

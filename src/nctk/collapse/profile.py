@@ -3,6 +3,7 @@ every layer of a feature file."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -107,7 +108,12 @@ def _measure(features: Any, labels: Any, *, classifier: Any, name: str) -> dict[
     out["numerical_rank"] = numerical_rank_from_samples(x64, encoded.codes, encoded.num_classes)
     ncc = NCCAgreement(final.means, clf)
     out.update(ncc.update(x64, encoded.codes).compute())
-    return {key: float(out[key]) for key in _ORDER if key in out}
+    return profile_row(out)
+
+
+def profile_row(values: Mapping[str, Any]) -> dict[str, float]:
+    """The measures of one layer as plain floats, in the order of ``measure``'s output."""
+    return {key: float(values[key]) for key in _ORDER if key in values}
 
 
 def _classifier(classifier: Any, final: ClassStatistics) -> LinearClassifier | None:

@@ -53,16 +53,30 @@ def numerical_rank_from_stats(*states: ClassStats, chunk: int = 16) -> float:
     """
     if not states:
         raise InputError("no class statistics given")
-    num_classes = states[0].num_classes
-    ratios = np.full(num_classes, np.nan)
+    ratios = np.full(states[0].num_classes, np.nan)
     for stats in states:
-        means = stats.compute().means
-        for classes, second in stats.class_second_moments(chunk):
-            if not np.isnan(ratios[classes]).all():
-                raise InputError("the statistics keep the scatter of some class twice")
-            top = top_eigenvalue(lambda v, g=second: np.matmul(g, v[:, :, None])[:, :, 0],
-                                 means[classes])
-            ratios[classes] = np.einsum("kdd->k", second) / top
+        classes, values = class_rank_ratios(stats, chunk)
+        if not np.isnan(ratios[classes]).all():
+            raise InputError("the statistics keep the scatter of some class twice")
+        ratios[classes] = values
+    return mean_rank_ratio(ratios)
+
+
+def class_rank_ratios(stats: ClassStats, chunk: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """``(classes, ||H_k||_F^2 / ||H_k||_2^2)`` for every class whose scatter ``stats``
+    keeps (the per-class terms of :func:`numerical_rank_from_stats`)."""
+    means = stats.compute().means
+    classes_out, ratios = [], []
+    for classes, second in stats.class_second_moments(chunk):
+        top = top_eigenvalue(lambda v, g=second: np.matmul(g, v[:, :, None])[:, :, 0],
+                             means[classes])
+        classes_out.append(classes)
+        ratios.append(np.einsum("kdd->k", second) / top)
+    return np.concatenate(classes_out), np.concatenate(ratios)
+
+
+def mean_rank_ratio(ratios: np.ndarray) -> float:
+    """The numerical rank from every class's ratio; InputError naming missing classes."""
     missing = np.flatnonzero(np.isnan(ratios))
     if missing.size:
         raise InputError(f"no per-class scatter for class(es) {missing[:10].tolist()}; the "

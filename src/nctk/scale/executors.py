@@ -56,6 +56,10 @@ class LoopExecutor:
     def __exit__(self, *exc: object) -> None:
         return None
 
+    def parallelism(self) -> int:
+        """How many calls run at once."""
+        return 1
+
     def map_unordered(self, func: Callable[[Any, Any], Any], shared: Any,
                       items: Sequence[Any]) -> Iterator[Outcome]:
         for index, item in enumerate(items):
@@ -115,6 +119,11 @@ class RayExecutor:
             self.ray.shutdown()
             self._started = False
 
+    def parallelism(self) -> int:
+        """How many tasks of ``cpus_per_task`` CPUs the cluster runs at once."""
+        cpus = self.ray.cluster_resources().get("CPU", 1)
+        return max(1, int(cpus // self.cpus_per_task))
+
     def map_unordered(self, func: Callable[[Any, Any], Any], shared: Any,
                       items: Sequence[Any]) -> Iterator[Outcome]:
         ray = self.ray
@@ -133,8 +142,9 @@ class RayExecutor:
                     except ray.exceptions.RayError as exc:
                         yield Outcome(index, error=ray_error(exc))
         finally:  # stopped early (interrupt, error): leave nothing running on the cluster
-            for ref in pending:
-                ray.cancel(ref, force=True)
+            if pending and ray.is_initialized():
+                for ref in pending:
+                    ray.cancel(ref, force=True)
 
 
 def ray_error(exc: BaseException) -> str:
