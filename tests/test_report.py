@@ -11,7 +11,7 @@ import pytest
 from scipy.stats import weightedtau
 
 from nctk.errors import InputError
-from nctk.report import ranking_plots, write_report
+from nctk.report import html, ranking_plots, write_report
 from nctk.transfer.ranking import MethodResult
 
 MODELS = ("resnet18", "vit_tiny", "convnext_s", "mobilenet")
@@ -343,3 +343,17 @@ def test_dollar_signs_in_names_are_drawn_verbatim(tmp_path):
     assert len(page.images()) == 1 + 1 + 2 + 1
     assert ranking_plots.plot_label(name) == "vit\\$\\alpha_b\\$"
 
+
+
+def test_layer_figures_put_each_model_on_relative_depth_with_its_own_colour():
+    layers = {"deep": {f"b{i}": {"nc1": 10.0 - i, "cdnv": 1.0} for i in range(6)}
+              | {"penultimate": {"nc1": 0.5, "cdnv": 0.5}},
+              "shallow": {"b0": {"nc1": 3.0, "cdnv": 1.0}, "penultimate": {"nc1": 1.0,
+                                                                           "cdnv": 0.9}}}
+    (nc1, _), (cdnv, _) = html._layer_figures(layers)
+    for fig in (nc1, cdnv):
+        deep, shallow = fig.axes[0].get_lines()
+        np.testing.assert_allclose(deep.get_xdata(), np.linspace(0, 1, 7))
+        np.testing.assert_allclose(shallow.get_xdata(), [0.0, 1.0])
+        assert deep.get_color() != shallow.get_color()
+    np.testing.assert_allclose(nc1.axes[0].get_lines()[0].get_ydata()[-1], 0.5)

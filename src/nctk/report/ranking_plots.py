@@ -20,6 +20,22 @@ ACCENT = "#0072B2"
 HIGHLIGHT = "#D55E00"
 
 
+def model_colours(count: int) -> list:
+    """``count`` distinct colours, one per model: the colour-blind-safe :data:`PALETTE`
+    up to its length, then matplotlib's ``tab10``; up to 20 ``tab20`` with its ten strong
+    shades before their light twins (so that neighbours differ in hue); beyond that evenly
+    spaced on ``turbo``."""
+    from matplotlib import colormaps
+
+    if count <= len(PALETTE):
+        return list(PALETTE[:count])
+    if count <= 10:
+        return [colormaps["tab10"](i) for i in range(count)]
+    if count <= 20:
+        return [colormaps["tab20"](i) for i in [*range(0, 20, 2), *range(1, 20, 2)][:count]]
+    return [colormaps["turbo"](x) for x in np.linspace(0.0, 1.0, count)]
+
+
 def _new_figure(width: float, height: float) -> Figure:
     return Figure(figsize=(width, height), layout="constrained")
 
@@ -30,6 +46,23 @@ def style_axes(ax) -> None:
     ax.grid(True, color="#e5e7eb", linewidth=0.8)
     ax.set_axisbelow(True)
     ax.tick_params(labelsize=8)
+
+
+def name_ticks(ax, positions: Sequence[float], labels: Sequence[str], *,
+               max_ticks: int = 12) -> int:
+    """Label x ticks at ``positions`` with ``labels``, never overlapping.
+
+    At most ``max_ticks`` are labelled (every k-th, the last always); short labels stand
+    side by side, longer ones upright. Returns k (1 when every label is shown).
+    """
+    step = max(1, math.ceil(len(labels) / max_ticks))
+    shown = sorted({*range(len(labels) - 1, -1, -step)})
+    texts = [labels[i] for i in shown]
+    upright = sum(max(map(len, text.splitlines()), default=0) + 2 for text in texts) > 48
+    ax.set_xticks([positions[i] for i in shown],
+                  [" ".join(t.splitlines()) if upright else t for t in texts],
+                  rotation=90 if upright else 0, fontsize=7)
+    return step
 
 
 def is_finite(value: float | None) -> bool:
@@ -115,11 +148,12 @@ def timings(seconds: Mapping[str, float]) -> Figure:
     return fig
 
 
-def plot_label(text: str, limit: int | None = None) -> str:
-    """``text`` as a matplotlib label: shortened to ``limit`` characters with an ellipsis,
-    and ``$`` escaped so that a name like ``a$\\x$`` is drawn verbatim, never parsed as
-    mathtext (which fails on unknown symbols).
+def plot_label(text: str, limit: int | None = None, *, keep_end: bool = False) -> str:
+    """``text`` as a matplotlib label: shortened to ``limit`` characters with an ellipsis
+    (at the start with ``keep_end``, for module paths whose end tells them apart), and
+    ``$`` escaped so that a name like ``a$\\x$`` is drawn verbatim, never parsed as mathtext
+    (which fails on unknown symbols).
     """
     if limit is not None and len(text) > limit:
-        text = text[: limit - 1] + "…"
+        text = "…" + text[len(text) - limit + 1:] if keep_end else text[: limit - 1] + "…"
     return text.replace("$", r"\$")
