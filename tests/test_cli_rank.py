@@ -182,6 +182,7 @@ def test_report_is_written_through_nctk_report(pool, toy_methods, capsys, monkey
 
 def test_models_and_data_go_through_the_pool_runner(toy_methods, capsys, monkeypatch):
     import nctk.extract
+    import nctk.extract.preflight
     import nctk.scale
     from nctk.scale import PoolRanking
     from nctk.transfer import rank
@@ -197,17 +198,24 @@ def test_models_and_data_go_through_the_pool_runner(toy_methods, capsys, monkeyp
     monkeypatch.setattr(nctk.extract, "subsample_per_class",
                         lambda data, k, seed: f"{data}, {k} per class, seed {seed}")
     monkeypatch.setattr(nctk.scale, "rank_models", fake_rank_models)
+    checked = []
+    monkeypatch.setattr(nctk.extract.preflight, "check_models",
+                        lambda specs, data, **kw: checked.append((specs, data, kw)))
     code, out, err = _run(capsys, "rank", "--models", "torchvision:resnet18,timm:vit_tiny",
                           "--data", "imagefolder:/somewhere", "--per-class", 5, "--seed", 3,
                           "--cache-dir", "cache", "--skip-bad-images", "--device", "cpu",
-                          "--method", "separation,seeded", "--no-progress")
+                          "--method", "separation,seeded", "--no-progress",
+                          "--image-size", 64)
     assert code == 0, err
+    assert checked == [(["torchvision:resnet18", "timm:vit_tiny"],
+                        "loaded imagefolder:/somewhere, 5 per class, seed 3",
+                        {"image_size": 64})]  # before any extraction
     (specs, dataset, methods, kwargs), = calls
     assert specs == ["torchvision:resnet18", "timm:vit_tiny"]
     assert dataset == "loaded imagefolder:/somewhere, 5 per class, seed 3"
     assert methods == ["separation", "seeded"]
     assert kwargs["extract"] == nctk.scale.ExtractSettings(
-        device="cpu", skip_bad_images=True, cache_dir="cache", progress=False)
+        image_size=64, device="cpu", skip_bad_images=True, cache_dir="cache", progress=False)
     assert kwargs["options"] == {"separation": {}, "seeded": {"seed": 3}}
     assert kwargs["optional_inputs"] is False and kwargs["progress"] is False
     assert type(kwargs["executor"]).__name__ == "LoopExecutor"

@@ -209,28 +209,53 @@ def test_cli_rank_models_equals_rank_of_extracted_files(checkpoints, tmp_path, c
     assert "cnn_wide" in out
 
 
-def test_cli_some_models_fail(checkpoints, tmp_path, capsys):
+def test_cli_a_model_that_does_not_load_fails_before_any_extraction(checkpoints, tmp_path,
+                                                                    capsys):
     specs, data = checkpoints
     bad = tmp_path / "broken.pt"
     bad.write_bytes(b"not a checkpoint")
     models = ",".join([specs[0], str(bad), specs[1]])
     common = ["--data", data, "--cache-dir", tmp_path / "cache", "--no-progress"]
+    for command in (["rank", "--json", tmp_path / "out.json"],
+                    ["extract", "--out", tmp_path / "feats"]):
+        code, out, err = _cli(capsys, command[0], "--models", models, *common, *command[1:])
+        assert code == 2 and out == ""
+        assert err.startswith(f"nctk {command[0]}: error: model 2 of 3 ({bad}): {bad}: "
+                              "unreadable checkpoint")
+        assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out.json").exists() and not (tmp_path / "feats").exists()
+    assert not (tmp_path / "cache").exists()  # nothing was extracted
+
+
+def test_cli_some_models_fail_during_extraction(checkpoints, tmp_path, capsys, monkeypatch):
+    import nctk.scale.unit as unit
+
+    specs, data = checkpoints
+    real = unit.extract_features
+
+    def failing(adapter, *args, **kwargs):  # the second model breaks while extracting
+        if adapter.name == "cnn_small_1ep":
+            raise InputError("cannot read image", file="target.npz[3]")
+        return real(adapter, *args, **kwargs)
+
+    monkeypatch.setattr(unit, "extract_features", failing)
+    models = ",".join(specs[:3])
+    common = ["--data", data, "--cache-dir", tmp_path / "cache", "--no-progress"]
     code, out, err = _cli(capsys, "rank", "--models", models, *common, "--json",
                           tmp_path / "out.json")
     assert code == 1
     lines = err.strip().splitlines()
-    assert lines[0].startswith(f"nctk rank: error: model {bad}: {bad}: unreadable checkpoint")
+    assert lines[0] == (f"nctk rank: error: model {specs[1]}: target.npz[3]: cannot read "
+                        "image")
     assert lines[1] == "nctk rank: 1 of 3 models failed; the results cover the other 2"
     written = json.loads((tmp_path / "out.json").read_text())
-    assert list(written["methods"]["ncti"]["scores"]) == ["cnn_small", "cnn_small_1ep"]
-    assert list(written["failed"]) == [str(bad)]
+    assert list(written["methods"]["ncti"]["scores"]) == ["cnn_small", "cnn_wide"]
+    assert list(written["failed"]) == [specs[1]]
     code, out, err = _cli(capsys, "extract", "--models", models, *common, "--out",
                           tmp_path / "feats", "--workers", "0")
     assert code == 1 and len(out.strip().splitlines()) == 2
     assert sorted(p.name for p in (tmp_path / "feats").iterdir()) == [
-        "cnn_small.npz", "cnn_small_1ep.npz"]
-    code, out, err = _cli(capsys, "rank", "--models", str(bad), *common)
-    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
+        "cnn_small.npz", "cnn_wide.npz"]
 
 
 @pytest.mark.parametrize("args, where, problem", [

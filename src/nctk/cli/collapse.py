@@ -60,7 +60,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Neural-collapse metrics of the penultimate features and every layer:<name> "
                     "array of each feature file; with --ground-truth, NC1 against transfer "
                     "accuracy over a pool of models. Lower NC1/CDNV = more collapsed.")
-    parser.add_argument("features", nargs="+", metavar="FEATURES.npz",
+    parser.add_argument("features", nargs="*", metavar="FEATURES.npz",
                         help="feature file(s); the model name is the file stem")
     parser.add_argument("--json", metavar="OUT.json", help="write the metrics as JSON")
     parser.add_argument("--plot", metavar="OUT.png",
@@ -78,6 +78,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--classifier", metavar="HEAD.npz",
                         help="linear head for NC3/NC4 on the penultimate features: .npy "
                              "weight (K, d), or .npz with 'weight' and optional 'bias'")
+    models = parser.add_argument_group(
+        "measuring models directly (instead of FEATURES.npz)",
+        "extract the penultimate features and the --layers of each model first, as "
+        "nctk extract does (cached), e.g. --models demo:cnn_small,demo:vit_tiny "
+        "--data demo:target")
+    models.add_argument("--models", metavar="SPEC,SPEC,...",
+                        help="model specs (see nctk extract --help)")
+    models.add_argument("--data", metavar="SPEC", help="dataset spec (see nctk extract --help)")
+    models.add_argument("--per-class", type=types.positive_int, metavar="K",
+                        help="use at most K samples per class (drawn with --seed)")
+    models.add_argument("--layers", default="all",
+                        help="intermediate layers: all (every block, the default) or "
+                             "comma-separated module names")
+    models.add_argument("--image-size", type=types.positive_int, metavar="S",
+                        help="crop size of the preprocessing (default: the model's own)")
+    models.add_argument("--cache-dir", metavar="DIR",
+                        help="feature cache (default: $NCTK_CACHE_DIR or ~/.cache/nctk)")
+    models.add_argument("--no-cache", action="store_true", help="extract afresh, keep nothing")
+    models.add_argument("--device", help="torch device for extraction (default: auto)")
+    models.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     group = add_executor_arguments(parser, per_model=False)
     group.add_argument("--shards", type=types.positive_int, metavar="N",
                        help="split each file's rows into N tasks that read only their rows "
@@ -87,7 +107,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.classifier and len(args.features) > 1:
+    extracting = args.models is not None or args.data is not None
+    if extracting and args.features:
+        raise InputError("give either FEATURES.npz files or --models with --data, not both",
+                         file="--models")
+    if not extracting and not args.features:
+        raise InputError("no feature files given (or use --models with --data)",
+                         file="FEATURES.npz")
+    if extracting and (args.shards is not None or args.executor == "ray"):
+        raise InputError("applies to feature files; --models are extracted in this process",
+                         file="--shards" if args.shards is not None else "--executor")
+    if args.classifier and (len(args.features) > 1 or extracting):
         raise InputError("--classifier applies to one feature file at a time")
     if args.probe and args.ground_truth:
         raise InputError("--probe and --ground-truth are separate analyses; run them apart")
@@ -96,8 +126,12 @@ def run(args: argparse.Namespace) -> int:
     head = load_classifier(args.classifier) if args.classifier else None
     if args.shards is not None or args.executor == "ray":
         return report(args, sharded_profiles(args, head), {}, None)
-    pool = (load_pool(args.features) if len(args.features) > 1
-            else [load_feature_file(args.features[0])])
+    if extracting:
+        pool = extract_models(args)
+    elif len(args.features) > 1:
+        pool = load_pool(args.features)
+    else:
+        pool = [load_feature_file(args.features[0])]
     truth = load_ground_truth(args.ground_truth, [f.name for f in pool]) \
         if args.ground_truth else None
     profiles = {ff.name: profile_with_head(ff, head) for ff in pool}
@@ -110,6 +144,21 @@ def run(args: argparse.Namespace) -> int:
     return report(args, profiles, probes,
                   nc1_vs_transfer(pool, truth, profiles=profiles) if truth is not None
                   else None)
+
+
+def extract_models(args: argparse.Namespace) -> list[FeatureFile]:
+    """The feature files of ``--models`` on ``--data`` (every model is checked first)."""
+    if not args.models or not args.data:
+        raise InputError("--models and --data go together",
+                         file="--models" if not args.models else "--data")
+    from nctk.cli.extract import default_cache_dir, model_specs
+    from nctk.extract import extract_pool
+
+    return extract_pool(model_specs(args.models), args.data, per_class=args.per_class,
+                        seed=args.seed, layers=args.layers, image_size=args.image_size,
+                        cache_dir=None if args.no_cache else (args.cache_dir
+                                                              or default_cache_dir()),
+                        device=args.device, progress=not args.no_progress)
 
 
 def report(args: argparse.Namespace, profiles: dict[str, dict[str, dict[str, float]]],

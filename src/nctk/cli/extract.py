@@ -28,10 +28,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "`nctk collapse`. Results are cached and interrupted runs resume.")
     parser.add_argument("--models", required=True,
                         help="comma-separated model specs: torchvision:<name>[:<weights>], "
-                             "timm:<name>[:pretrained], hf:<repo or dir>, or checkpoint paths")
+                             "timm:<name>[:pretrained], hf:<repo or dir>, checkpoint paths, or "
+                             "demo:<name> (the shipped demo pool); NAME=SPEC names a model. "
+                             "All are loaded and tried on one image before any extraction")
     parser.add_argument("--data", required=True,
                         help="dataset spec: imagefolder:DIR, torchvision:<Name>:<root>, "
-                             "hf:<name or dir>[:<split>], npz:PATH")
+                             "hf:<name or dir>[:<split>], npz:PATH, demo:target")
     parser.add_argument("--split", default=None, help="dataset split (train, test, ...)")
     parser.add_argument("--per-class", type=types.positive_int, default=None, metavar="K",
                         help="use at most K samples per class (stratified, seeded)")
@@ -60,6 +62,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from nctk.extract import load_dataset, subsample_per_class
+    from nctk.extract.preflight import check_models
     from nctk.scale import ExtractSettings, extract_models
 
     specs = model_specs(args.models)
@@ -67,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
     dataset = load_dataset(args.data, split=args.split)
     if args.per_class is not None:
         dataset = subsample_per_class(dataset, args.per_class, args.seed)
+    check_models(specs, dataset, image_size=args.image_size, layers=args.layers)
     settings = ExtractSettings(
         layers=args.layers, batch_size=args.batch_size, device=args.device,
         num_workers=args.workers, image_size=args.image_size,

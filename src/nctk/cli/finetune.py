@@ -59,6 +59,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+def declared_units(adapter) -> list[str] | None:
+    """None when the model's blocks are discovered (ResNets, ViTs: Li et al.'s units);
+    otherwise the blocks its adapter declares (the demo models' ``block1..K``, the largest
+    sequential container of other models), so that ``--unit``/``--sweep`` work on them."""
+    from nctk.finetune.units import find_units
+
+    try:
+        find_units(adapter.module)
+    except InputError:
+        return adapter.units() or None
+    return None
+
+
 def _config(args: argparse.Namespace):
     from nctk.finetune.train import TrainConfig
 
@@ -71,6 +84,7 @@ def _config(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     from nctk.extract import load_dataset, load_model
+    from nctk.extract.preflight import probe_image, probe_input
     from nctk.finetune.plots import plot_scarcity, plot_sweep
     from nctk.finetune.select import select_unit
     from nctk.finetune.sweep import format_table, scarcity, sweep, unit_numbers
@@ -89,6 +103,11 @@ def run(args: argparse.Namespace) -> int:
     train_data = load_dataset(args.data, split="train", transform=adapter.transform)
     test_data = (load_dataset(args.test_data, split="test", transform=adapter.transform)
                  if args.test_data else None)
+    image = probe_image(train_data)
+    if image is not None:  # a model that cannot take the input size fails here, in one line
+        probe_input(adapter, image)
+    if unit_names is None:
+        unit_names = declared_units(adapter)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     report: dict = {"model": args.model, "data": args.data, "test_data": args.test_data,

@@ -52,11 +52,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--report", metavar="OUT.html", help="write a self-contained HTML report")
     extract = parser.add_argument_group("extracting features first (instead of FEATURES.npz)")
     extract.add_argument("--models", metavar="SPEC,SPEC,...",
-                         help="model specs, e.g. torchvision:resnet50,timm:vit_small_patch16_224")
+                         help="model specs, e.g. torchvision:resnet50,timm:vit_small_patch16_224 "
+                              "or demo:cnn_small (see nctk extract --help); NAME=SPEC names a "
+                              "model. All are loaded and tried before any extraction")
     extract.add_argument("--data", metavar="SPEC",
-                         help="target dataset, e.g. imagefolder:DIR or npz:PATH")
+                         help="target dataset, e.g. imagefolder:DIR, npz:PATH or demo:target")
     extract.add_argument("--per-class", type=types.positive_int, metavar="K",
                          help="use at most K samples per class (seeded draw)")
+    extract.add_argument("--image-size", type=types.positive_int, metavar="S",
+                         help="crop size of the preprocessing (default: the model's own)")
     extract.add_argument("--cache-dir", metavar="DIR",
                          help="reuse/keep extracted features here (default: $NCTK_CACHE_DIR, "
                               "else ~/.cache/nctk)")
@@ -178,13 +182,15 @@ def rank_extracted(args: argparse.Namespace, methods: Sequence[Any],
     specs = model_specs(args.models)
     executor = make_executor(args)
     from nctk.extract import load_dataset, subsample_per_class
+    from nctk.extract.preflight import check_models
     from nctk.scale import ExtractSettings, rank_models
 
     dataset = load_dataset(args.data)
     if args.per_class is not None:
         dataset = subsample_per_class(dataset, args.per_class, args.seed)
+    check_models(specs, dataset, image_size=args.image_size)
     settings = ExtractSettings(
-        device=args.device, skip_bad_images=args.skip_bad_images,
+        image_size=args.image_size, device=args.device, skip_bad_images=args.skip_bad_images,
         cache_dir=None if args.no_cache else (args.cache_dir or default_cache_dir()),
         progress=not args.no_progress)
     options = {m.name: method_options(m, seed=args.seed, ncti_weights=weights)

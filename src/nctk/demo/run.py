@@ -84,8 +84,8 @@ def load_demo_model(name: str) -> nn.Module:
     try:
         member = get_member(name)
     except KeyError:
-        raise InputError(f"unknown demo model {name!r}; the pool is "
-                         f"{', '.join(pool_names())}", file="--models") from None
+        raise InputError(f"unknown demo model {name!r} (demo:<name>); the pool is "
+                         f"{', '.join(pool_names())}") from None
     module = member.build()
     state = torch.load(asset(f"{name}.pt"), map_location="cpu", weights_only=True)
     module.load_state_dict({k: v.float() if v.is_floating_point() else v
@@ -93,11 +93,15 @@ def load_demo_model(name: str) -> nn.Module:
     return module.eval()
 
 
-def image_transform() -> Any:
-    """PIL image -> normalised (3, 32, 32) float tensor, as the pool was trained."""
+def image_transform(image_size: int | None = None) -> Any:
+    """PIL image -> normalised (3, H, W) float tensor, as the pool was trained (on 32x32
+    images); with ``image_size`` the image is first resized to ``image_size`` square."""
     from torchvision import transforms
 
-    return transforms.Compose([transforms.ToTensor(), transforms.Normalize(MEAN, STD)])
+    steps = [transforms.ToTensor(), transforms.Normalize(MEAN, STD)]
+    if image_size is not None:
+        steps.insert(0, transforms.Resize((image_size, image_size), antialias=True))
+    return transforms.Compose(steps)
 
 
 def select_models(models: Sequence[str] | None) -> list[str]:
@@ -117,18 +121,15 @@ def extract_pool_features(models: Sequence[str], *, batch_size: int = 100,
                           progress: bool = False) -> list[FeatureFile]:
     """Penultimate features, source logits and block-wise features of each model on the
     shipped target subset, through :mod:`nctk.extract`."""
-    from nctk.extract import ModelAdapter, extract_features, load_dataset
+    from nctk.extract import extract_features, load_dataset, load_model
 
     data = load_dataset(f"npz:{asset(SUBSET)}")
     pool = []
     for name in models:
-        module = load_demo_model(name)
-        adapter = ModelAdapter.from_module(module, name=name, transform=image_transform(),
-                                           head=module.head)
+        adapter = load_model(f"demo:{name}")
         # 300 tiny images: loader worker processes would cost more than they save.
-        pool.append(extract_features(adapter, data, layers=module.block_names,
-                                     batch_size=batch_size, device="cpu", progress=progress,
-                                     num_workers=0))
+        pool.append(extract_features(adapter, data, layers="all", batch_size=batch_size,
+                                     device="cpu", progress=progress, num_workers=0))
     return pool
 
 

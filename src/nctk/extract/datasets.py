@@ -6,6 +6,8 @@ Specs accepted by :func:`load_dataset` (see docs/extraction.md)::
     torchvision:<Name>:<root>       torchvision.datasets.<Name>(root, download=False)
     hf:<name or saved dir>[:<split>]  a Hugging Face ``datasets`` dataset (hub cache or disk)
     npz:PATH                        arrays ``images`` uint8 (N, H, W, 3) and ``labels`` (N,)
+    demo:target                     the shipped demo target subset (300 CIFAR-10 images of
+                                    dog, frog, horse, ship, truck; see nctk.demo)
 
 Every dataset is a :class:`LabelledImages`: a ``torch.utils.data.Dataset`` of
 ``(tensor, label_index)`` with ``labels`` (codes 0..C-1) and ``classes`` (original label
@@ -34,7 +36,9 @@ from nctk.extract.cache import files_fingerprint
 from nctk.validation import encode_labels
 
 ACCEPTED_FORMS = ("imagefolder:DIR, torchvision:<Name>:<root>, hf:<name or saved dir>[:<split>], "
-                  "npz:PATH (arrays 'images' uint8 (N,H,W,3) and 'labels')")
+                  "npz:PATH (arrays 'images' uint8 (N,H,W,3) and 'labels'), demo:target")
+#: The datasets shipped with the demo (``demo:<name>``).
+DEMO_DATASETS = ("target",)
 
 #: Most encoded image bytes :meth:`LabelledImages.packed` carries along (2 GiB).
 PACK_LIMIT = 2 << 30
@@ -171,6 +175,8 @@ def load_dataset(spec: str, *, split: str | None = None, transform: Any = None,
         dataset = _huggingface(spec, rest, split, image_column, label_column)
     elif kind == "npz":
         dataset = _npz(spec, rest)
+    elif kind == "demo":
+        dataset = _demo(spec, rest)
     else:
         raise InputError(f"unknown dataset spec {spec!r}; accepted forms: {ACCEPTED_FORMS}")
     dataset.transform = transform
@@ -278,6 +284,15 @@ def _npz(spec: str, path: str) -> LabelledImages:
     identity = f"npz:{file.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
     return _labelled(spec, labels, reader=_ArrayReader(images),
                      describe=_IndexedName(path).describe, identity=identity)
+
+
+def _demo(spec: str, name: str) -> LabelledImages:
+    from nctk.demo.run import SUBSET, asset
+
+    if name not in DEMO_DATASETS:
+        raise InputError(f"unknown demo dataset {name!r}; shipped: "
+                         f"{', '.join(f'demo:{n}' for n in DEMO_DATASETS)}", file=spec)
+    return _npz(spec, str(asset(SUBSET)))
 
 
 class _ArrayReader:

@@ -337,7 +337,10 @@ def extract_pool(model_specs: Sequence[str | ModelAdapter | torch.nn.Module] | s
 
     ``model_specs`` is a list or a comma-separated string of specs. With ``per_class``,
     at most that many samples per class are drawn once (with ``seed``) and shared by every
-    model. Models are loaded one at a time, so memory holds a single model.
+    model. Models are loaded one at a time, so memory holds a single model. Every model is
+    checked first (:func:`nctk.extract.preflight.check_models`: loadable, its layers,
+    one image through it, distinct names), so a bad fifth model fails before any
+    extraction.
     """
     if isinstance(model_specs, str):
         model_specs = [s.strip() for s in model_specs.split(",") if s.strip()]
@@ -346,13 +349,13 @@ def extract_pool(model_specs: Sequence[str | ModelAdapter | torch.nn.Module] | s
     dataset = data_spec if isinstance(data_spec, LabelledImages) else load_dataset(data_spec)
     if per_class is not None:
         dataset = subsample_per_class(dataset, per_class, seed)
+    from nctk.extract.preflight import check_models
+
+    check_models(model_specs, dataset, image_size=image_size, layers=layers)
     pool: list[FeatureFile] = []
     for spec in model_specs:
         adapter = spec if isinstance(spec, ModelAdapter) else load_model(spec,
                                                                           image_size=image_size)
-        if any(f.name == adapter.name for f in pool):
-            raise InputError(f"two models are named '{adapter.name}'; give distinct names "
-                             "(feature files are named after their model)")
         pool.append(extract_features(adapter, dataset, layers=layers, batch_size=batch_size,
                                      device=device, cache_dir=cache_dir, progress=progress,
                                      skip_bad_images=skip_bad_images,

@@ -16,10 +16,17 @@ Specs accepted by :func:`load_model` (see docs/extraction.md)::
     timm:<name>[:pretrained|none]      timm.create_model(name, pretrained=...)
     hf:<repo id or local dir>          transformers Auto* classes + AutoImageProcessor
     <path>.pt / .pth / .ts             TorchScript archive or a pickled nn.Module
+    demo:<name>                        a model of the shipped demo pool (nctk.demo)
+    NAME=<any of the above>            the same model, named NAME (the feature-file stem)
+
+Randomly initialised weights (no pretrained weights asked for) are drawn under
+``torch.manual_seed(INIT_SEED)`` in a forked RNG, so loading a spec twice gives the same
+model (and the feature cache hits) while the caller's random state is left alone.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 import warnings
 from collections.abc import Callable, Sequence
@@ -34,13 +41,17 @@ from nctk.errors import InputError
 from nctk.extract.cache import files_fingerprint
 
 ACCEPTED_FORMS = ("torchvision:<name>[:<weights>|none], timm:<name>[:pretrained|none], "
-                  "hf:<repo id or local dir>, or a checkpoint path (.pt/.pth/.ts: TorchScript "
-                  "or a pickled nn.Module)")
+                  "hf:<repo id or local dir>, demo:<name>, or a checkpoint path (.pt/.pth/.ts: "
+                  "TorchScript or a pickled nn.Module); NAME=<spec> renames any of them")
 
 #: ImageNet channel statistics used by the default preprocessing.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 DEFAULT_IMAGE_SIZE = 224
+#: Seed of every random initialisation done while loading a model (see module docstring).
+INIT_SEED = 0
+#: ``NAME=SPEC``: a name made of file-safe characters, then ``=``, then the spec.
+_NAMED_SPEC = re.compile(r"([A-Za-z0-9._+-]+)=(.+)", re.DOTALL)
 
 #: Attribute names under which libraries keep the classification head, most specific first.
 _HEAD_ATTRIBUTES = ("fc", "heads", "head", "classifier")
@@ -192,20 +203,22 @@ class ModelAdapter:
         return self.units()
 
     def resolve_layers(self, layers: Sequence[str] | str) -> list[str]:
-        """Validate layer names (``"all"`` means every unit); any module path is accepted."""
+        """Validate layer names (``"all"`` means every unit; any module path is accepted)
+        and put them in the order the model registers its modules (``named_modules()``)."""
         if isinstance(layers, str):
             layers = self.units() if layers == "all" else [s for s in layers.split(",") if s]
         layers = list(dict.fromkeys(layers))
         if layers and not self._hookable:
             raise InputError(f"model '{self.name}' is TorchScript: intermediate layers cannot "
                              "be hooked")
-        known = dict(self.module.named_modules())
+        known = {name: i for i, (name, _) in enumerate(self.module.named_modules())}
         for layer in layers:
             if layer not in known or not layer:
                 raise InputError(f"model '{self.name}' has no layer '{layer}'; its units are: "
                                  f"{', '.join(self.units()) or 'none'} (any module path from "
                                  "named_modules() is also accepted)")
-        return layers
+        # the model's module order, which is its forward order for sequential architectures
+        return sorted(layers, key=known.__getitem__)
 
     def forward(self, batch: torch.Tensor, layers: Sequence[str] = ()) -> dict[str, Any]:
         """Run one preprocessed batch (B, 3, H, W).
@@ -259,14 +272,36 @@ def safe_name(name: str) -> str:
     return cleaned
 
 
+def split_name(spec: str) -> tuple[str | None, str]:
+    """``"NAME=SPEC"`` -> ``(NAME, SPEC)``; any other spec -> ``(None, spec)``.
+
+    NAME is made of letters, digits and ``._+-`` (no ``:`` or ``/``), so no spec form is
+    mistaken for a name; a file whose own name contains ``=`` is loaded as ``NAME=PATH``.
+    """
+    match = _NAMED_SPEC.fullmatch(spec.strip())
+    return (match.group(1), match.group(2).strip()) if match else (None, spec)
+
+
+def _seeded_init(load: Callable[..., ModelAdapter]) -> Callable[..., ModelAdapter]:
+    """Run ``load`` with the torch RNG forked and seeded with :data:`INIT_SEED`."""
+    @functools.wraps(load)
+    def seeded(*args: Any, **kwargs: Any) -> ModelAdapter:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(INIT_SEED)
+            return load(*args, **kwargs)
+    return seeded
+
+
+@_seeded_init
 def load_model(spec: str | nn.Module, *, name: str | None = None,
                image_size: int | None = None) -> ModelAdapter:
     """Build a :class:`ModelAdapter` from a spec string or a module.
 
     Args:
         spec: ``torchvision:<name>[:<weights>]``, ``timm:<name>[:pretrained|none]``,
-            ``hf:<repo id or dir>``, a checkpoint path, or an ``nn.Module``.
-        name: the model's name (default: derived from the spec).
+            ``hf:<repo id or dir>``, a checkpoint path, ``demo:<name>``, any of them as
+            ``NAME=SPEC``, or an ``nn.Module``.
+        name: the model's name (default: NAME of ``NAME=SPEC``, else derived from the spec).
         image_size: crop size of the preprocessing (default: the model's own; 224 for the
             ImageNet default). For timm models that take ``img_size`` (ViTs) it also sets
             the model's input size.
@@ -282,7 +317,11 @@ def load_model(spec: str | nn.Module, *, name: str | None = None,
     if not isinstance(spec, str) or not spec.strip():
         raise InputError(f"model spec must be a non-empty string or an nn.Module; accepted "
                          f"forms: {ACCEPTED_FORMS}")
+    given_name, spec = split_name(spec)
+    name = name or given_name
     kind, _, rest = spec.strip().partition(":")
+    if kind == "demo":
+        return _demo_model(rest, name, image_size)
     if kind == "torchvision":
         return _torchvision_model(spec, rest, name, image_size)
     if kind == "timm":
@@ -478,6 +517,19 @@ def _checkpoint_model(path: str, name: str | None, image_size: int | None) -> Mo
                          "ModelAdapter.from_module", file=path)
     return ModelAdapter(obj, name=name or file.stem, transform=transform,
                         head=find_head(obj), identity=identity)
+
+
+def _demo_model(member: str, name: str | None, image_size: int | None) -> ModelAdapter:
+    """A model of the shipped demo pool with its weights (see :mod:`nctk.demo`): the CIFAR
+    normalisation it was trained with (images resized to ``image_size`` when given; the
+    pool was trained on 32x32), its ``head`` and its ``block1..K`` units."""
+    from nctk.demo.run import asset, image_transform, load_demo_model
+
+    module = load_demo_model(member)
+    weights = asset(f"{member}.pt")
+    identity = f"demo:{member}:{weights.stat().st_size}:{weights.stat().st_mtime_ns}"
+    return ModelAdapter(module, name=name or member, transform=image_transform(image_size),
+                        head=module.head, identity=identity, units=module.block_names)
 
 
 def _scripted_run(module: nn.Module, batch: torch.Tensor) -> tuple[torch.Tensor, None]:
