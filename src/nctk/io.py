@@ -2,7 +2,9 @@
 
 A feature file is one ``.npz`` per model (the model's name is the file stem) with
 ``features`` (N, d), ``labels`` (N,), optional ``source_logits`` (N, Cs) and optional
-``layer:<name>`` (N, d_l) arrays. Files are opened read-only and never written here.
+``layer:<name>`` (N, d_l) arrays. Files are opened read-only and never written here:
+uncompressed archives (what ``nctk extract`` and :func:`save_feature_file` write) are
+memory-mapped, compressed ones inflated after a size check (:mod:`nctk.npz`).
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ import json
 import math
 import os
 import tempfile
-import zipfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from nctk.errors import InputError
+from nctk.npz import read_npz
 from nctk.validation import check_matrix, check_same_length
 
 LAYER_PREFIX = "layer:"
@@ -58,16 +60,7 @@ def load_feature_file(path: str | os.PathLike, *, require_logits: bool = False) 
     if magic != b"PK\x03\x04":
         kind = "a .npy array, not an .npz archive" if magic[:1] == b"\x93" else "not an .npz file"
         raise InputError(f"not a readable .npz file ({kind})", file=where)
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {key: npz[key] for key in npz.files}
-    except (zipfile.BadZipFile, OSError, EOFError) as exc:
-        raise InputError(f"not a readable .npz file ({type(exc).__name__})", file=where) from None
-    except ValueError as exc:
-        if "pickle" in str(exc).lower():
-            raise InputError("holds an object array; store labels as int or str arrays",
-                             file=where) from None
-        raise InputError(f"not a readable .npz file ({exc})", file=where) from None
+    arrays = read_npz(path)
     try:
         return feature_file_from_arrays(path.stem, arrays, path=where,
                                         require_logits=require_logits)
