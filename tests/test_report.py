@@ -8,9 +8,9 @@ from html.parser import HTMLParser
 
 import numpy as np
 import pytest
-from scipy.stats import weightedtau
 
 from nctk.errors import InputError
+from nctk.evaluation import evaluate
 from nctk.report import html, ranking_plots, write_report
 from nctk.transfer.ranking import MethodResult
 
@@ -228,8 +228,11 @@ def test_truth_without_evaluation_titles_plots_with_weighted_tau(tmp_path, monke
     assert "Evaluation against the ground truth" not in page.headings
     assert seen["same"] == pytest.approx(1.0)
     assert seen["reversed"] == pytest.approx(-1.0)
-    # the model with a NaN score is left out; the others follow scipy's protocol
-    assert seen["mixed"] == pytest.approx(weightedtau([0.3, 0.1, 0.4], [1.0, 2.0, 3.0])[0])
+    # one weighted-tau function everywhere: a NaN score makes it NaN ("n/a" in the title),
+    # exactly as nctk.evaluate says, not the tau of the remaining models
+    assert math.isnan(seen["mixed"])
+    assert math.isnan(evaluate(methods["mixed"].scores, truth)["weighted_tau"])
+    assert seen["same"] == evaluate(methods["same"].scores, truth)["weighted_tau"]
 
 
 def test_components_table_groups_raw_normalised_and_details(full):

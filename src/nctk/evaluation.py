@@ -122,7 +122,7 @@ def evaluate(scores: Mapping[str, float], truth: Mapping[str, float]) -> dict[st
         with warnings.catch_warnings():  # two models: scipy warns about the p-values only
             warnings.simplefilter("ignore")
             result.update(
-                weighted_tau=float(stats.weightedtau(x, y).statistic),
+                weighted_tau=weighted_tau(x, y),
                 kendall_tau=float(stats.kendalltau(x, y).statistic),
                 spearman=float(stats.spearmanr(x, y).statistic),
                 pearson=float(stats.pearsonr(x, y).statistic))

@@ -20,10 +20,10 @@ from string import Template
 from typing import Any
 
 from matplotlib.figure import Figure
-from scipy.stats import weightedtau
 
 import nctk
 from nctk.errors import InputError
+from nctk.evaluation import weighted_tau
 from nctk.io import atomic_path
 from nctk.report import nc_plots, ranking_plots
 from nctk.transfer.ranking import MethodResult, rank_order
@@ -311,16 +311,13 @@ def _scatter_section(methods: Mapping[str, MethodResult], truth: Mapping[str, fl
 
 
 def _weighted_tau(scores: Mapping[str, float], truth: Mapping[str, float]) -> float:
-    """``scipy.stats.weightedtau(scores, truth)`` over the models with both values finite.
+    """:func:`nctk.evaluation.weighted_tau` over the scored models that have a ground truth.
 
-    Used only for the plot titles when no ``evaluation`` was passed.
+    Used only for the plot titles when no ``evaluation`` was passed; NaN (shown "n/a")
+    exactly where ``nctk.evaluate`` gives NaN (a NaN score, constant scores, ...).
     """
-    pairs = [(_float(scores[m]), _float(truth.get(m))) for m in scores]
-    pairs = [(s, t) for s, t in pairs if math.isfinite(s) and math.isfinite(t)]
-    if len(pairs) < 2:
-        return math.nan
-    x, y = zip(*pairs, strict=True)
-    return float(weightedtau(x, y)[0])
+    models = [m for m in scores if m in truth]
+    return weighted_tau([_float(scores[m]) for m in models], [_float(truth[m]) for m in models])
 
 
 def _split_component_key(key: str) -> tuple[str, str]:
