@@ -65,6 +65,9 @@ def knn_score(features: Any, labels: Any, *, neighbours: int = NEIGHBOURS, folds
     if folds < 2:
         raise InputError(f"folds must be at least 2, got {folds}")
     x = check_matrix(features, "features", dtype_out=np.float64)
+    # scikit-learn's cosine normalisation treats row norms below 10 eps (absolute) as zero;
+    # a power of two (exact, cosine-neutral) brings the largest entry to [0.5, 1)
+    x = np.ldexp(x, -np.frexp(np.abs(x).max())[1])
     encoded = encode_labels(labels, x.shape[0], min_per_class=2)
     folds = min(folds, int(encoded.counts.min()))
     assignment = fold_assignment(x, encoded.codes, folds, seed)
