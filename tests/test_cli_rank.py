@@ -430,6 +430,48 @@ def test_fewer_samples_than_the_pca_dimension_reduces_it(tmp_path, capsys):
     assert comps["m0"]["pca_dim"] == 39
 
 
+def test_a_single_model_is_not_a_pool(tmp_path, capsys):
+    path = _small_pool(tmp_path, n=20, classes=2)[0]
+    _assert_error(capsys, ["rank", path, "--method", "ncti"], [path], "FEATURES.npz",
+                  "got 1 model; ranking needs at least 2")
+    _assert_error(capsys, ["rank", "--models", "mlp", "--data", "npz:x.npz"], [], "--models",
+                  "got 1 model")
+
+
+def test_five_samples_of_twenty_thousand_dimensions(tmp_path, capsys):
+    """N = C = 5, d = 20,000: the H-scores go through the 5 x 5 Gram and finish; with
+    --method all the first method that cannot score one sample per class refuses, in
+    one line (no 20,000^2 matrix is formed on the way)."""
+    paths = []
+    for i in range(2):
+        x = np.random.default_rng(i).normal(size=(5, 20_000)).astype(np.float32)
+        paths.append(_write(tmp_path / f"wide{i}.npz", features=x, labels=np.arange(5)))
+    out_json = tmp_path / "out.json"
+    code, _, err = _run(capsys, "rank", *paths, "--method", "hscore,reg_hscore,logme,gbc",
+                        "--json", out_json)
+    assert code == 0, err
+    scores = json.loads(out_json.read_text())["methods"]["hscore"]["scores"]
+    assert scores == {"wide0": pytest.approx(4.0), "wide1": pytest.approx(4.0)}
+    _assert_error(capsys, ["rank", *paths, "--method", "all"], paths, "wide0.npz")
+
+
+def test_subsampling_methods_say_so(tmp_path, capsys, monkeypatch):
+    """NLEEP and PARC score a stratified subsample when N exceeds their max_samples; the
+    output says so (checked with the default cap lowered, the real one is 5,000)."""
+    from nctk.transfer import leep, parc
+
+    monkeypatch.setattr(leep.nleep, "__kwdefaults__", {"ratio": 5, "seed": 0, "log": True,
+                                                      "max_samples": 60})
+    monkeypatch.setattr(parc.parc, "__kwdefaults__", {"dim": 32, "max_samples": 60,
+                                                     "seed": 0})
+    paths = _small_pool(tmp_path, n=200, classes=4)
+    code, out, err = _run(capsys, "rank", *paths, "--method", "nleep,parc,ncti", "--seed", 3)
+    assert code == 0, err
+    assert "note: nleep: scored a stratified subsample of 60 of the 200 samples (seed 3)" in out
+    assert "note: parc: scored a stratified subsample of 60 of the 200 samples (seed 3)" in out
+    assert "ncti: scored" not in out
+
+
 def test_table_aligns_numbers_right_and_text_left():
     text = format_table(["name", "value"], [["a", 1.5], ["longer", -12.25], ["c", math.nan]],
                         digits=2)

@@ -20,7 +20,8 @@ from nctk.extract import extract_features, load_dataset
 from nctk.extract.engine import feature_cache
 from nctk.scale import ExtractSettings, LoopExecutor, rank_models
 from nctk.scale.unit import PoolJob, ScoreSettings, labels_digest, run_model
-from nctk.transfer import rank_pool
+from nctk.transfer import get_method
+from nctk.transfer.ranking import rank_pool_methods
 
 METHODS = ("ncti", "logme", "leep", "sfda")
 
@@ -32,10 +33,12 @@ def data():
 
 @pytest.fixture(scope="module")
 def reference(data):
-    """The one-process ranking: every model extracted, then ``rank_pool`` over them."""
+    """The one-process ranking: every model extracted, then ``rank_pool_methods`` over them,
+    one model at a time as the loop scores them (models scored side by side run
+    single-threaded kernels, whose sums differ from the loop's in the last bits)."""
     pool = [extract_features(a, data, progress=False, num_workers=0)
             for a in sm.demo_adapters()]
-    return {m: rank_pool(pool, m) for m in METHODS}
+    return {m: rank_pool_methods(pool, [get_method(m)], workers=1)[m] for m in METHODS}
 
 
 def _rank(data, models, cache_dir, methods=METHODS, **kwargs):
@@ -66,8 +69,9 @@ def test_loop_equals_the_one_shot_ranking_and_resumes_from_the_cache(data, refer
     weighted = _rank(data, sm.demo_adapters(), tmp_path, methods=["ncti"],
                      options={"ncti": {"w_seli": 1.0, "w_ncc": 0.0, "w_vc": 1.0}})
     assert all(r.scores_from_cache for r in weighted.records)
-    expected = rank_pool(_cached_pool(data, tmp_path), "ncti", w_seli=1.0, w_ncc=0.0,
-                         w_vc=1.0)
+    expected = rank_pool_methods(_cached_pool(data, tmp_path), [get_method("ncti")],
+                                 {"ncti": {"w_seli": 1.0, "w_ncc": 0.0, "w_vc": 1.0}},
+                                 workers=1)["ncti"]
     assert weighted.results["ncti"].scores == expected.scores
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from sklearn.covariance import LedoitWolf
+from sklearn.covariance import LedoitWolf, ledoit_wolf_shrinkage
 
 import nctk
 from nctk.errors import InputError
@@ -62,6 +62,47 @@ def test_invariances_precision_torch():
         assert nctk.score(name, x32, y) == pytest.approx(base, rel=1e-5)
         assert nctk.score(name, torch.from_numpy(x), y) == pytest.approx(base, rel=1e-12)
         np.testing.assert_array_equal(x32, keep)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_fewer_samples_than_dimensions_go_through_the_sample_gram(dtype):
+    x, y = blobs(n=24, d=300, classes=3, spread=1.5, seed=5)
+    x = x.astype(dtype).astype(np.float64)
+    assert nctk.score("hscore", x.astype(dtype), y) == pytest.approx(textbook_hscore(x, y),
+                                                                     rel=1e-6)
+    assert nctk.score("reg_hscore", x.astype(dtype), y) == pytest.approx(
+        textbook_reg_hscore(x, y), rel=1e-9)
+
+
+def test_five_samples_of_twenty_thousand_dimensions():
+    # N = C = 5: every sample is its own class, so cov g = cov f and H = rank(cov f) = 4;
+    # nothing of size 20,000^2 is formed (that alone would be 3.2 GB).
+    x = np.random.default_rng(6).standard_normal((5, 20_000)).astype(np.float32)
+    y = np.arange(5)
+    assert nctk.score("hscore", x, y) == pytest.approx(4.0, rel=1e-9)
+    # regularised: (1 - a) sum_j c_j / ((1 - a) (N - 1) c_j / N + a mu) over the non-zero
+    # eigenvalues c_j of cov f, with a from scikit-learn's blockwise Ledoit-Wolf
+    f = x.astype(np.float64) - x.astype(np.float64).mean(0)
+    a = ledoit_wolf_shrinkage(f, assume_centered=True)
+    mu = (f**2).sum() / (5 * 20_000)
+    c = np.linalg.eigvalsh(f @ f.T / 4)[1:]          # the zero eigenvalue is the mean's
+    want = ((1 - a) * c / ((1 - a) * 4 * c / 5 + a * mu)).sum()
+    assert nctk.score("reg_hscore", x, y) == pytest.approx(want, rel=1e-9)
+
+
+def test_rank_deficiency_and_scale_do_not_depend_on_rounding():
+    x, y = blobs(n=200, d=10, classes=4, seed=2)
+    dup = np.hstack([x, x[:, :3] + x[:, 3:6], np.zeros((200, 2))])  # rank 10 of 15
+    for name in ("hscore", "reg_hscore"):
+        base = nctk.score(name, dup, y)
+        assert nctk.score(name, dup.astype(np.float32), y) == pytest.approx(base, rel=1e-6)
+        for scale in (1e30, 1e-30):
+            assert nctk.score(name, dup * scale, y) == pytest.approx(base, rel=1e-9)
+            assert nctk.score(name, (dup * scale).astype(np.float32), y) == pytest.approx(
+                base, rel=1e-6)
+    # the null directions carry no between-class energy: H equals that of the 10 columns
+    assert nctk.score("hscore", dup, y) == pytest.approx(nctk.score("hscore", x, y),
+                                                         rel=1e-9)
 
 
 def test_hscore_limits():

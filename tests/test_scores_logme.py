@@ -14,16 +14,12 @@ from scores_core_data import blobs
 
 
 def textbook_fixed_point(f: np.ndarray, y: np.ndarray) -> float:
-    """arXiv 2110.10545 fixed-point evidence, one target column at a time (spec §4)."""
+    """arXiv 2110.10545 fixed-point evidence, one target column at a time (spec §4), on
+    the thin SVD of f with all min(N, D) singular values (the reference's N <= D branch,
+    for every shape): zero singular values stay in, adding log(alpha) each."""
     _, y = np.unique(y, return_inverse=True)
     n, d = f.shape
-    if n > d:
-        evals, evecs = np.linalg.eigh(f.T @ f)
-        s = np.sqrt(np.clip(evals, 0, None))
-        keep = s > 1e-10
-        u, s = f @ evecs[:, keep] / s[keep], s[keep]
-    else:
-        u, s, _ = np.linalg.svd(f, full_matrices=False)
+    u, s, _ = np.linalg.svd(np.asarray(f, dtype=np.float64), full_matrices=False)
     sigma = s**2
     out = []
     for k in range(y.max() + 1):
@@ -87,6 +83,41 @@ def test_icml_matches_textbook(n, d):
     assert got == pytest.approx(textbook_icml(x, y), rel=1e-8)
 
 
+def rank_deficient(dtype) -> tuple[np.ndarray, np.ndarray]:
+    """1000 x 512 ReLU-like features of rank 448: 64 dead units."""
+    x, y = blobs(n=1000, d=448, classes=10, spread=2.0, seed=1)
+    mix = np.random.default_rng(0).standard_normal((448, 448)) / 20
+    x = np.hstack([np.maximum(x @ mix, 0), np.zeros((1000, 64))])
+    return x.astype(dtype), y
+
+
+def test_rank_deficient_features_keep_the_null_directions():
+    x32, y = rank_deficient(np.float32)
+    x64 = x32.astype(np.float64)
+    got32, got64 = nctk.score("logme", x32, y), nctk.score("logme", x64, y)
+    assert got32 == pytest.approx(got64, rel=1e-6, abs=1e-6)
+    assert got64 == pytest.approx(textbook_fixed_point(x64, y), rel=1e-8)
+    # and close to the ICML iteration, which uses all D eigenvalues (0.5141 vs 0.5139)
+    assert got64 == pytest.approx(nctk.score("logme", x64, y, variant="icml"), rel=1e-3)
+    dependent = np.hstack([x64[:, :448], x64[:, :64] + x64[:, 64:128]])  # rank 448 again
+    assert nctk.score("logme", dependent.astype(np.float32), y) == pytest.approx(
+        nctk.score("logme", dependent, y), rel=1e-6, abs=1e-6)
+    assert nctk.score("logme", dependent, y) == pytest.approx(
+        textbook_fixed_point(dependent, y), rel=1e-8)
+
+
+@pytest.mark.parametrize("scale", [1e30, 1e-30])
+def test_extreme_scales_give_finite_scores(scale):
+    x, y = blobs(n=300, d=20, classes=4, spread=1.5, seed=3)
+    for dtype in (np.float32, np.float64):
+        got = nctk.score("logme", (x * scale).astype(dtype), y)
+        assert np.isfinite(got)
+    # at 1e-30 the iteration still reaches the scale-1 optimum; at 1e30 the absolute
+    # epsilon 1e-5 of the reference's update dominates ||m||^2 (documented)
+    assert nctk.score("logme", x * 1e-30, y) == pytest.approx(nctk.score("logme", x, y),
+                                                              rel=1e-6)
+
+
 def test_variants_agree_when_n_much_larger_than_d():
     x, y = blobs(n=2000, d=10, classes=3, spread=2.0, seed=5)
     fp = nctk.score("logme", x, y)
@@ -129,3 +160,5 @@ def test_bad_input():
         nctk.score("logme", x, np.ones(50))
     with pytest.raises(InputError, match="NaN"):
         nctk.score("logme", np.full((50, 5), np.nan), y)
+    with pytest.raises(InputError, match="all zeros"):
+        nctk.score("logme", np.zeros((50, 5)), y)

@@ -13,7 +13,13 @@ from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 
 import nctk
 from nctk.errors import InputError
-from nctk.transfer.ncti import combine_pool, independent_terms, ncti_terms
+from nctk.transfer.ncti import (
+    NctiTerms,
+    combine_pool,
+    independent_terms,
+    ncti_terms,
+    vc_bounds,
+)
 from scores_core_data import blobs
 
 
@@ -192,6 +198,36 @@ def test_pool_independent_bounds_and_collapse_limit():
     assert nctk.score("ncti", near, y) == pytest.approx(2.0, abs=1e-3)
     shuffled = independent_terms(ncti_terms(x, rng.permutation(y)))
     assert shuffled["seli"] < independent_terms(ncti_terms(x, y))["seli"]
+
+
+def _posterior_vc(blocks: list[np.ndarray]) -> float:
+    return math.log(sum(np.linalg.norm(b, "nuc") for b in blocks))
+
+
+def test_vc_bounds_are_true_bounds_and_uniform_posteriors_are_not_collapsed():
+    counts = np.array([32, 8, 12, 3])  # divisible by C = 4, or below it: v_max is reached
+    c = len(counts)
+    v_min, v_nc, v_max = vc_bounds(counts)
+    rng = np.random.default_rng(0)
+    uniform = [np.full((n, c), 1 / c) for n in counts]
+    collapsed = [np.eye(c)[np.full(n, j)] for j, n in enumerate(counts)]
+    spread = [np.eye(c)[np.arange(n) % c] for n in counts]
+    assert _posterior_vc(uniform) == pytest.approx(v_min, rel=1e-12)
+    assert _posterior_vc(collapsed) == pytest.approx(v_nc, rel=1e-12)
+    assert _posterior_vc(spread) == pytest.approx(v_max, rel=1e-12)
+    for _ in range(200):  # random row-stochastic posteriors stay inside the bounds
+        blocks = [rng.dirichlet(np.full(c, rng.uniform(0.05, 5)), size=n) for n in counts]
+        assert v_min - 1e-12 <= _posterior_vc(blocks) <= v_max + 1e-12
+
+    def normalised(blocks):
+        terms = NctiTerms(seli=1.0, ncc=0.5, vc=_posterior_vc(blocks), seli_within=0.5,
+                          alpha=1e-10, svd_path=True, pca_dim=3, lda_dim=3,
+                          class_counts=counts)
+        return independent_terms(terms)["vc"]
+
+    assert normalised(collapsed) == pytest.approx(0.0, abs=1e-12)
+    assert normalised(uniform) == pytest.approx(1.0)  # no information is not collapse
+    assert normalised(spread) <= 1.0
 
 
 def test_small_n_reduces_pca_dimension():

@@ -12,6 +12,7 @@ from sklearn.mixture import GaussianMixture
 import nctk
 from nctk.errors import InputError
 from nctk.transfer import get_method
+from nctk.transfer._sampling import stratified_subsample
 from nctk.transfer.leep import nleep, pca_keeping_energy
 
 
@@ -137,3 +138,26 @@ def test_bad_input_is_input_error(data, case):
         features = np.ones_like(features)
     with pytest.raises(InputError):
         nleep(features, labels, **options)
+
+
+@pytest.mark.parametrize("scale", [1e30, 1e-30])
+def test_feature_scale_does_not_matter(data, scale):
+    # the mixture's absolute covariance floor made 1e30 features fail (ValueError) and
+    # 1e-30 ones uninformative; the reduced features are now brought to unit scale
+    features, labels = data
+    base = nleep(features, labels)
+    for dtype in (np.float64, np.float32):
+        assert nleep((features * scale).astype(dtype), labels) == pytest.approx(base, rel=1e-5)
+
+
+def test_large_inputs_use_a_seeded_stratified_subsample(data):
+    features, labels = data
+    big = np.repeat(features, 5, axis=0) + np.random.default_rng(3).normal(
+        scale=0.1, size=(300, 6))
+    big_labels = np.repeat(labels, 5)
+    got = nleep(big, big_labels, max_samples=60, seed=4)
+    rows = stratified_subsample(np.unique(big_labels, return_inverse=True)[1], 60, 4)
+    assert got == nleep(big[rows], big_labels[rows], max_samples=None, seed=4)
+    assert nleep(big, big_labels, max_samples=None) != got
+    with pytest.raises(InputError, match="max_samples"):
+        nleep(big, big_labels, max_samples=2)

@@ -73,6 +73,33 @@ def test_power_estimate_is_the_two_vector_form():
     assert power_estimate(torch.from_numpy(a)) == pytest.approx(v @ a @ u, rel=1e-14)
 
 
+def test_power_start_for_cancelling_row_sums():
+    # features [a, -a]: Sigma_w 1 = 0, where the reference divides 0 by 0
+    a, y = blobs(n=200, d=5, classes=3, seed=2)
+    x = np.hstack([a, -a])
+    priors = np.bincount(y) / len(y)
+    within = sum(np.cov(x[y == j].T, bias=True) * priors[j] for j in range(3))
+    assert np.linalg.norm(within @ np.ones(10)) < 1e-12 * np.linalg.norm(within)
+    v = within[:, np.argmax(np.diag(within))]  # the documented start: largest-variance column
+    for _ in range(3):
+        u = within @ v / np.linalg.norm(within @ v)
+        v = within @ u / np.linalg.norm(within @ u)
+    assert power_estimate(torch.from_numpy(within)) == pytest.approx(v @ within @ u, rel=1e-12)
+    assert power_estimate(torch.from_numpy(within)) == pytest.approx(
+        np.linalg.eigvalsh(within)[-1], rel=1e-3)
+    got = nctk.score("sfda", x, y)
+    assert 0 < got < 1
+    # continuous: the same features with their row sums just above the noise level
+    noisy = x + 1e-9 * np.random.default_rng(0).standard_normal(x.shape)
+    assert nctk.score("sfda", noisy, y) == pytest.approx(got, rel=1e-6)
+
+
+def test_one_sample_per_class_is_refused_before_any_d_by_d_matrix():
+    x = np.random.default_rng(1).standard_normal((5, 20_000)).astype(np.float32)
+    with pytest.raises(InputError, match="one sample per class"):
+        nctk.score("sfda", x, np.arange(5))
+
+
 def test_does_not_mutate_and_is_repeatable():
     x, y = blobs(n=200, d=15, classes=4, seed=2)
     x32 = x.astype(np.float32)

@@ -14,6 +14,7 @@ given), and optionally writes the contract's JSON (``--json``) and an HTML repor
 from __future__ import annotations
 
 import argparse
+import inspect
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -99,8 +100,8 @@ def run(args: argparse.Namespace) -> int:
         check_outputs([args.json, args.report], pool, args.ground_truth)
         check_labels(pool)
         methods, notes = drop_unrunnable(methods, pool, args.method)
-        results = {m.name: rank_with_options(pool, m, seed=args.seed, ncti_weights=weights)
-                   for m in methods}
+        results = rank_with_options(pool, methods, seed=args.seed, ncti_weights=weights)
+        notes += subsample_notes(methods, pool[0].features.shape[0], args.seed)
         failures, total = [], len(pool)
     models = list(next(iter(results.values())).scores) if results else []
     truth = load_ground_truth(args.ground_truth, models) if args.ground_truth else None
@@ -166,6 +167,7 @@ def features_given(args: argparse.Namespace) -> list[str]:
     if not args.features:
         raise InputError("no feature files given (or use --models with --data)",
                          file="FEATURES.npz")
+    check_pool_size(len(args.features), "FEATURES.npz")
     return args.features
 
 
@@ -181,6 +183,7 @@ def rank_extracted(args: argparse.Namespace, methods: Sequence[Any],
 
     specs = model_specs(args.models)
     executor = make_executor(args)
+    check_pool_size(len(specs), "--models")
     from nctk.extract import load_dataset, subsample_per_class
     from nctk.extract.preflight import check_models
     from nctk.scale import ExtractSettings, rank_models
@@ -201,6 +204,24 @@ def rank_extracted(args: argparse.Namespace, methods: Sequence[Any],
                           optional_inputs=args.method.strip() == "all",
                           progress=not args.no_progress)
     return run.results, run.notes, run.failures, len(specs)
+
+
+def check_pool_size(models: int, where: str) -> None:
+    """Ranking needs at least two models (one model has nothing to be ranked against)."""
+    if models < 2:
+        raise InputError(f"got {models} model; ranking needs at least 2 (for one model's "
+                         "scores use nctk.score, or nctk analyze)", file=where)
+
+
+def subsample_notes(methods: Sequence[Any], samples: int, seed: int) -> list[str]:
+    """One note per method that scored a subsample (its ``max_samples`` default < N)."""
+    notes = []
+    for meth in methods:
+        cap = inspect.signature(meth.score).parameters.get("max_samples")
+        if cap is not None and isinstance(cap.default, int) and samples > cap.default:
+            notes.append(f"{meth.name}: scored a stratified subsample of {cap.default:,} of "
+                         f"the {samples:,} samples (seed {seed})")
+    return notes
 
 
 def drop_unrunnable(methods: Sequence[Any], pool: Sequence[FeatureFile], spec: str
@@ -250,13 +271,15 @@ def method_options(method: Any, *, seed: int | None = None,
     return supported_options(method, candidates)
 
 
-def rank_with_options(pool: Sequence[FeatureFile], method: Any, *, seed: int | None = None,
-                      ncti_weights: Mapping[str, float] | None = None) -> Any:
-    """``rank_pool`` with the options ``method`` takes (see :func:`method_options`)."""
-    from nctk.transfer import rank_pool
+def rank_with_options(pool: Sequence[FeatureFile], methods: Sequence[Any], *,
+                      seed: int | None = None,
+                      ncti_weights: Mapping[str, float] | None = None) -> dict[str, Any]:
+    """``rank_pool_methods`` with the options each method takes (:func:`method_options`):
+    every model's statistics are computed once and shared by all the methods."""
+    from nctk.transfer.ranking import rank_pool_methods
 
-    return rank_pool(pool, method, **method_options(method, seed=seed,
-                                                     ncti_weights=ncti_weights))
+    return rank_pool_methods(pool, methods, {
+        m.name: method_options(m, seed=seed, ncti_weights=ncti_weights) for m in methods})
 
 
 def evaluation_notes(results: Mapping[str, Any], truth: Mapping[str, float] | None

@@ -146,7 +146,7 @@ def run_demo(*, models: Sequence[str] | None = None, methods: str = "all", seed:
     import nctk.transfer  # noqa: F401  (registers every method)
     from nctk.collapse import layer_profile
     from nctk.evaluation import evaluate
-    from nctk.transfer import rank_pool
+    from nctk.transfer.ranking import rank_pool_methods
     from nctk.transfer.registry import resolve_methods
 
     seconds: dict[str, float] = {}
@@ -166,8 +166,8 @@ def run_demo(*, models: Sequence[str] | None = None, methods: str = "all", seed:
     seconds["extract"] = time.perf_counter() - started
 
     started = time.perf_counter()
-    results = {m.name: rank_pool(pool, m, **supported_options(m, {"seed": seed}))
-               for m in chosen}
+    results = rank_pool_methods(pool, chosen, {m.name: supported_options(m, {"seed": seed})
+                                               for m in chosen})
     evaluation = {name: evaluate(r.scores, truth) for name, r in results.items()}
     seconds["rank"] = time.perf_counter() - started
 

@@ -184,10 +184,12 @@ def _run(job: PoolJob, model: str | ModelAdapter, spec: str) -> ModelRecord:
 def _score(scoring: ScoreSettings, features: FeatureFile, keys: Mapping[str, str],
            stored: Mapping[str, Any], record: ModelRecord) -> dict[str, Any]:
     """Fill ``record.terms`` (from ``stored`` where present); returns the new entries."""
-    from nctk.transfer.ranking import model_terms
+    from nctk.transfer.ranking import model_input, model_terms
     from nctk.transfer.registry import get_method
 
     computed = {}
+    inputs = {"features": features.features, "source_logits": features.source_logits}
+    shared: dict[str, Any] = {}  # the model's statistics, formed once for every method
     for name in scoring.methods:
         if keys[name] in stored:
             record.terms[name] = stored[keys[name]]["terms"]
@@ -203,6 +205,7 @@ def _score(scoring: ScoreSettings, features: FeatureFile, keys: Mapping[str, str
             continue
         start = time.perf_counter()
         try:
+            x = model_input(record.name, method, inputs, features.labels, shared)
             terms = model_terms(method, x, features.labels, **scoring.options.get(name, {}))
         except InputError as err:
             raise err.located(file=record.name, array=method.input) from None

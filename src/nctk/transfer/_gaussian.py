@@ -128,6 +128,11 @@ def class_sums(x: torch.Tensor, codes: torch.Tensor, num_classes: int) -> torch.
     return sums
 
 
+def one_hot(codes: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """(N, C) float64 one-hot rows of the class codes."""
+    return torch.nn.functional.one_hot(codes, num_classes).to(F64)
+
+
 def class_means(data: Labelled, x: torch.Tensor | None = None) -> torch.Tensor:
     """(C, d) float64 class means mu_c of ``x`` (default: the features)."""
     x = data.x if x is None else x
@@ -177,24 +182,14 @@ def top_eigh(a: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     return vals.flip(0), vecs.flip(1)
 
 
-def pca(x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Exact PCA: scores (N, k) float64, centred, and explained variances (k,) descending.
-
-    The eigenvectors of the smaller of the two Gram matrices are used: the (d, d)
-    covariance when N >= d, else the (N, N) sample Gram (then Z = U sqrt(s)). The explained
-    variance uses the denominator N - 1 (sklearn ``PCA.explained_variance_``). Component
-    signs are arbitrary; every score built on them is invariant to the signs.
-    """
+def sample_gram(x: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
+    """(N, N) float64 K = X_c X_c^T, accumulated over column blocks (no float64 copy of X)."""
     n, d = x.shape
-    mean = column_mean(x)
-    if d <= n:
-        vals, vecs = top_eigh(centred_gram(x, mean), k)
-        scores = torch.cat([(x[b].to(F64) - mean) @ vecs for b in row_blocks(n)])
-    else:
-        xc = x.to(F64) - mean
-        vals, vecs = top_eigh(xc @ xc.T, k)
-        scores = vecs * vals.clamp_min(0).sqrt()
-    return scores, vals.clamp_min(0) / (n - 1)
+    gram = torch.zeros(n, n, dtype=F64, device=x.device)
+    for b in row_blocks(d, 1024):
+        block = x[:, b].to(F64) - mean[b]
+        gram.addmm_(block, block.T)
+    return gram
 
 
 def gaussian_logits(x: torch.Tensor, means: torch.Tensor, precision_means: torch.Tensor,

@@ -24,12 +24,13 @@ from typing import Any
 from nctk.errors import InputError
 from nctk.transfer._gaussian import (
     class_means,
+    column_mean,
     gaussian_logits,
-    pca,
     prepare,
     to_float,
     true_class_probability,
 )
+from nctk.transfer._subspace import exact_principal
 from nctk.transfer.registry import Method, register
 
 PCA_DIM = 128
@@ -55,7 +56,8 @@ def disco_groups(features: Any, labels: Any, *, pca_dim: int = PCA_DIM, groups: 
     if n < 3:
         raise InputError(f"has {n} samples; DISCO needs at least 3", array="features")
     k = min(pca_dim, d, n - 1)
-    z, variances = pca(data.x, k)
+    principal = exact_principal(data.x, column_mean(data.x), k)
+    z, variances = principal.scores, principal.variances
     singular = (variances * (n - 1)).sqrt()
     total = singular.sum()
     if to_float(total) <= 0:

@@ -7,12 +7,28 @@ are replaced by their class means:
 * ``reg_hscore``: H = tr( pinv(Sigma_LW) (1 - a) cov g ),   f centred; Sigma_LW and a from
   Ledoit-Wolf shrinkage (scikit-learn's formula, biased covariance).
 
-cov g = sum_c n_c (mu_c - mean)(mu_c - mean)^T / (N - 1) is formed from the class means
-directly. The pseudo-inverse (rcond 1e-15) is applied as a Cholesky solve when the matrix
-is numerically positive definite (then pinv = inverse exactly) and through a Hermitian
-pseudo-inverse otherwise. Everything is float64 (tllib keeps float32 input in float32 for
-the plain H-score; the float64 value is the one both dtypes agree on). With N <= D, cov f
-is singular and the plain H-score is unstable, as in the reference.
+Both come from **one eigen-decomposition** of the centred Gram: T = f_c^T f_c = V L V^T
+(D, D) when N >= D, else K = f_c f_c^T = U L U^T (N, N), which has the same non-zero
+eigenvalues (so a 5 x 20,000 matrix needs a 5 x 5 eigen-problem, not a 20,000^2 one).
+cov g = B^T B with B the (C, D) rows sqrt(n_c / (N - 1)) (mu_c - mean). The rows of B lie
+in the row space of f_c (mu_c - mean is an average of centred rows), so per eigenvector
+the between-class energy is e_j = ||B v_j||^2, which on the sample side is
+l_j ||U_j^T A||^2 with A (N, C) = [y_i = c] sqrt(n_c / (N - 1)) / n_c. Then
+
+    H = (N - 1) sum_j e_j / l_j,     H_reg = (1 - a) sum_j e_j / ((1 - a) l_j / N + a mu).
+
+The pseudo-inverse keeps the eigenvalues above a **relative** threshold, max(N, D) eps
+times the largest (numpy's rank rule): below it an eigenvalue is rounding noise and its
+e_j is zero in exact arithmetic, so it is dropped from both scores. tllib's
+``pinv(rcond=1e-15)`` keeps noise-level eigenvalues, and the old "Cholesky succeeded"
+test switched between inverse and pseudo-inverse on rounding noise. Everything is
+float64 (tllib keeps float32 input in float32 for the plain H-score).
+
+Ledoit-Wolf from the same spectrum: with S = T / N, mu = tr S / D,
+delta = (||S||_F^2 - 2 mu tr S + D mu^2) / D and
+beta = min(delta, (sum_i ||f_c,i||^4 / N - ||S||_F^2) / (D N)), a = beta / delta
+(the d x d matrix (f_c^2)^T f_c^2 of scikit-learn's formula only enters through its sum,
+which is sum_i ||f_c,i||^4).
 """
 
 from __future__ import annotations
@@ -21,89 +37,73 @@ from typing import Any
 
 import torch
 
-from nctk.transfer._gaussian import (
-    F64,
-    Labelled,
-    centred_gram,
-    class_means,
-    column_mean,
-    prepare,
-    row_blocks,
-    to_float,
-)
+from nctk.transfer._gaussian import F64, one_hot, to_float
+from nctk.transfer._statistics import FeatureStatistics, statistics
 from nctk.transfer.registry import Method, register
 
-PINV_RCOND = 1e-15
+
+def between_energy(stats: FeatureStatistics) -> torch.Tensor:
+    """(r,) e_j = ||B v_j||^2 per eigenvector of the centred Gram; 0 where it is null."""
+    data, spec = stats.data, stats.spectrum
+    weights = (data.counts / (data.n - 1)).sqrt()
+    if spec.samples:
+        a = one_hot(data.codes, data.num_classes) * (weights / data.counts)
+        energy = spec.values * (spec.vectors.T @ a).square().sum(1)
+    else:
+        between = weights[:, None] * (stats.class_means - stats.mean)      # B (C, D)
+        energy = (between @ spec.vectors).square().sum(0)
+    return torch.where(spec.null(*data.x.shape), torch.zeros_like(energy), energy)
 
 
-def _between(data: Labelled, mean: torch.Tensor) -> torch.Tensor:
-    """(C, D) rows sqrt(n_c / (N - 1)) (mu_c - mean), so that B^T B = cov g."""
-    means = class_means(data)
-    return (data.counts / (data.n - 1)).sqrt()[:, None] * (means - mean)
-
-
-def trace_pinv_product(sigma: torch.Tensor, between: torch.Tensor) -> torch.Tensor:
-    """tr(pinv(sigma) B^T B) for symmetric PSD ``sigma`` (D, D) and B (C, D)."""
-    factor, info = torch.linalg.cholesky_ex(sigma)
-    if int(info) == 0:
-        half = torch.linalg.solve_triangular(factor, between.T, upper=False)
-        return half.square().sum()
-    solved = torch.linalg.pinv(sigma, rtol=PINV_RCOND, hermitian=True) @ between.T
-    return (between.T * solved).sum()
+def _kept_sum(numerator: torch.Tensor, denominator: torch.Tensor, keep: torch.Tensor
+              ) -> torch.Tensor:
+    return (numerator[keep] / denominator[keep]).sum()
 
 
 def hscore(features: Any, labels: Any, *, device: Any = None) -> float:
     """H-score tr(pinv(cov f) cov g) of one model (higher is better).
 
     Args:
-        features: (N, D) numpy array or torch tensor; float64 on its device.
+        features: (N, D) numpy array or torch tensor (or its FeatureStatistics);
+            float64 on its device.
         labels: (N,) any labels, at least 2 classes.
         device: force a torch device (default: the input's).
     """
-    data = prepare(features, labels, device=device)
-    mean = column_mean(data.x)
-    cov_f = centred_gram(data.x, mean) / (data.n - 1)
-    return to_float(trace_pinv_product(cov_f, _between(data, mean)))
+    stats = statistics(features, labels, device=device)
+    spec = stats.spectrum
+    keep = ~spec.null(*stats.shape)
+    return to_float((stats.data.n - 1) * _kept_sum(between_energy(stats), spec.values, keep))
 
 
-def ledoit_wolf(x: torch.Tensor, mean: torch.Tensor) -> tuple[torch.Tensor, float]:
-    """Ledoit-Wolf shrunk covariance and shrinkage of X (N, D) (scikit-learn's formula).
-
-    S = X_c^T X_c / N; mu = tr S / D; delta = ||S - mu I||_F^2 / D;
-    beta = min(delta, (sum_ij (X_c^2)^T X_c^2 / N - ||S||_F^2) / (D N));
-    a = beta / delta; Sigma = (1 - a) S + a mu I.
-    """
-    n, d = x.shape
-    emp = torch.zeros(d, d, dtype=F64, device=x.device)
-    fourth = torch.zeros(d, d, dtype=F64, device=x.device)
-    for b in row_blocks(n):
-        r = x[b].to(F64) - mean
-        emp.addmm_(r.T, r)
-        sq = r.square()
-        fourth.addmm_(sq.T, sq)
-    emp /= n
-    mu = torch.trace(emp) / d
-    delta_raw = emp.square().sum()
-    beta = (fourth.sum() / n - delta_raw) / (d * n)
-    delta = (delta_raw - 2 * mu * torch.trace(emp) + d * mu**2) / d
-    beta = torch.minimum(beta, delta)
-    shrinkage = 0.0 if float(beta) == 0 else to_float(beta / delta)
-    eye = torch.eye(d, dtype=F64, device=x.device)
-    return (1 - shrinkage) * emp + shrinkage * mu * eye, shrinkage
+def ledoit_wolf_shrinkage(stats: FeatureStatistics) -> tuple[float, float]:
+    """(a, mu): Ledoit-Wolf shrinkage of S = f_c^T f_c / N and mu = tr S / D."""
+    n, d = stats.shape
+    values = stats.spectrum.values / n                           # non-zero eigenvalues of S
+    trace = float(values.sum())
+    mu = trace / d
+    frobenius = float(values.square().sum())
+    delta = (frobenius - 2 * mu * trace + d * mu**2) / d
+    beta = min((stats.fourth_moment / n - frobenius) / (d * n), delta)
+    return (0.0 if beta == 0 else beta / delta), mu
 
 
 def regularised_hscore(features: Any, labels: Any, *, device: Any = None) -> float:
     """Regularised H-score tr(pinv(Sigma_LW) (1 - a) cov g) of one model (higher is better).
 
     Args:
-        features: (N, D) numpy array or torch tensor; float64 on its device.
+        features: (N, D) numpy array or torch tensor (or its FeatureStatistics);
+            float64 on its device.
         labels: (N,) any labels, at least 2 classes.
         device: force a torch device (default: the input's).
     """
-    data = prepare(features, labels, device=device)
-    mean = column_mean(data.x)
-    sigma, shrinkage = ledoit_wolf(data.x, mean)
-    return to_float((1 - shrinkage) * trace_pinv_product(sigma, _between(data, mean)))
+    stats = statistics(features, labels, device=device)
+    shrinkage, mu = ledoit_wolf_shrinkage(stats)
+    n = stats.data.n
+    spec = stats.spectrum
+    shrunk = (1 - shrinkage) * spec.values / n + shrinkage * mu    # eigenvalues of Sigma_LW
+    keep = (shrunk > max(stats.shape) * torch.finfo(F64).eps * shrunk.max()) & ~spec.null(
+        *stats.shape)
+    return to_float((1 - shrinkage) * _kept_sum(between_energy(stats), shrunk, keep))
 
 
 register(Method(

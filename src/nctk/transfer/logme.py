@@ -6,8 +6,13 @@ evidence, and the score is the mean over classes of the maximised log-evidence /
 (``spec/metrics.md`` §4). Higher is better.
 
 * ``variant="fixed_point"`` (default; thuml/LogME, NCTI and SFDA repositories): the
-  fixed-point iteration of arXiv 2110.10545 on the SVD of f (singular values > 1e-10
-  when N > D), at most 11 rounds, stop when |alpha/beta - tau| / tau <= 1e-3.
+  fixed-point iteration of arXiv 2110.10545 on the min(N, D) singular values of f, at
+  most 11 rounds, stop when |alpha/beta - tau| / tau <= 1e-3. Singular directions whose
+  sigma = s^2 is at most max(N, D) eps sigma_max (rounding noise) count as exact zeros:
+  each adds log(alpha) to the log-determinant, as a zero singular value does in the
+  reference's N <= D branch (and, through its noise-level singular values, in its N > D
+  branch). An absolute cutoff (the reference's s > 1e-10) made the score depend on the
+  feature scale and on rounding noise (rank-deficient features: dead ReLU units).
 * ``variant="icml"``: the ICML 2021 iteration (all D eigenvalues of f^T f, stop at a
   relative change < 0.01, epsilon 1e-5 in the evidence as thuml; tllib uses 0).
 
@@ -24,54 +29,51 @@ from typing import Any
 import torch
 
 from nctk.errors import InputError
-from nctk.transfer._gaussian import (
-    F64,
-    Labelled,
-    centred_gram,
-    class_sums,
-    prepare,
-    to_float,
-)
+from nctk.transfer._gaussian import F64, one_hot, to_float
+from nctk.transfer._statistics import FeatureStatistics, statistics
 from nctk.transfer.registry import Method, register
 
 ROUNDS = 11
 EPS = 1e-5
-SINGULAR_CUTOFF = 1e-10
 
 
-def one_hot(codes: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """(N, K) float64 one-hot targets."""
-    return torch.nn.functional.one_hot(codes, num_classes).to(F64)
+def null_cutoff(n: int, d: int) -> float:
+    """sigma_j <= this * sigma_max is rounding noise of f^T f (numpy's matrix_rank rule)."""
+    return max(n, d) * torch.finfo(F64).eps
 
 
-def target_projections(data: Labelled) -> tuple[torch.Tensor, torch.Tensor]:
-    """(z (k, K), s (k,)): z = U^T T for the left singular vectors U of f and the one-hot T.
+def target_projections(stats: FeatureStatistics) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """(z (k, K), s (k,), null): z = U^T T for the left singular vectors U of f with
+    non-zero singular values s, the one-hot T, and ``null`` = min(N, D) - k zero ones.
 
-    N > D: from the eigen-decomposition of f^T f, keeping s > 1e-10, and
-    u_j^T t_k = v_j^T (f^T t_k) / s_j where f^T t_k is the sum of the class-k rows. Both
-    f^T f and the class sums are accumulated block by block, so neither a float64 copy of
-    f (N, D) nor U (N, k) is formed. Otherwise the thin SVD of f with all N values (the
-    reference's two branches).
+    From the eigen-decomposition of the uncentred Gram of the shared statistics: f^T f
+    (D, D) when N >= D, then u_j^T t_k = v_j^T (f^T t_k) / s_j with f^T t_k the sum of the
+    class-k rows (neither a float64 copy of f nor U (N, k) is formed); f f^T (N, N)
+    otherwise, whose eigenvectors are U. Zero means sigma_j <= :func:`null_cutoff` times
+    the largest (relative, so the split depends neither on the feature scale nor on
+    rounding noise).
     """
+    data, spec = stats.data, stats.uncentred_spectrum
     n, d = data.x.shape
-    if n > d:
-        gram = centred_gram(data.x, torch.zeros(d, dtype=F64, device=data.x.device))
-        evals, evecs = torch.linalg.eigh(gram)
-        s = evals.clamp_min(0).sqrt()
-        keep = s > SINGULAR_CUTOFF
-        sums = class_sums(data.x, data.codes, data.num_classes)          # (K, D) = T^T f
-        return (evecs[:, keep].T @ sums.T) / s[keep][:, None], s[keep]
-    u, s, _ = torch.linalg.svd(data.x.to(F64), full_matrices=False)
-    return u.T @ one_hot(data.codes, data.num_classes), s
+    keep = spec.values > null_cutoff(n, d) * spec.values[0]
+    s = spec.values[keep].sqrt()
+    vectors = spec.vectors[:, keep]
+    if spec.samples:
+        z = vectors.T @ one_hot(data.codes, data.num_classes)
+    else:
+        z = (vectors.T @ stats.class_sums.T) / s[:, None]                 # T^T f = sums
+    return z, s, min(n, d) - int(keep.sum())
 
 
-def evidence_fixed_point(z: torch.Tensor, s: torch.Tensor, counts: torch.Tensor, n: int,
-                         d: int) -> torch.Tensor:
+def evidence_fixed_point(z: torch.Tensor, s: torch.Tensor, null: int, counts: torch.Tensor,
+                         n: int, d: int) -> torch.Tensor:
     """(K,) maximised log-evidence / N of each target column, fixed-point variant.
 
     Args:
         z: (k, K) projections U^T t of the targets on the singular basis.
-        s: (k,) singular values of f (N, D).
+        s: (k,) non-zero singular values of f (N, D).
+        null: how many of the min(N, D) singular values are zero; each adds
+            log(alpha + beta 0) = log(alpha) to the log-determinant.
         counts: (K,) ||t_k||^2, the class sizes.
 
     All K columns iterate together; a column stops updating once it has converged, so
@@ -100,7 +102,7 @@ def evidence_fixed_point(z: torch.Tensor, s: torch.Tensor, counts: torch.Tensor,
         active = active & ((alpha / beta - tau).abs() / tau > 1e-3)
         if not bool(active.any()):
             break
-    logdet = (alpha[None, :] + beta[None, :] * sigma).log().sum(0)
+    logdet = (alpha[None, :] + beta[None, :] * sigma).log().sum(0) + null * alpha.log()
     evidence = (d / 2 * alpha.log() + n / 2 * beta.log() - logdet / 2 - beta / 2 * rho2
                 - alpha / 2 * m2 - n / 2 * math.log(2 * math.pi))
     return evidence / n
@@ -141,7 +143,8 @@ def logme_score(features: Any, labels: Any, *, variant: str = "fixed_point",
     """LogME of one model: mean over classes of the log-evidence per sample.
 
     Args:
-        features: (N, D) numpy array or torch tensor, cast to float64 on its device.
+        features: (N, D) numpy array or torch tensor (or its FeatureStatistics), cast
+            to float64 on its device.
         labels: (N,) any labels, at least 2 classes.
         variant: ``"fixed_point"`` (default, as the NCTI/SFDA tables) or ``"icml"``.
         device: force a torch device (default: the input's).
@@ -149,9 +152,13 @@ def logme_score(features: Any, labels: Any, *, variant: str = "fixed_point",
     if variant not in VARIANTS:
         raise InputError(f"unknown LogME variant '{variant}'; choose from "
                          f"{', '.join(VARIANTS)}")
-    data = prepare(features, labels, device=device)
+    stats = statistics(features, labels, device=device)
+    data = stats.data
+    if not bool(data.x.any()):
+        raise InputError("is all zeros; LogME's evidence is undefined", array="features")
     if variant == "fixed_point":
-        evidence = evidence_fixed_point(*target_projections(data), data.counts, *data.x.shape)
+        evidence = evidence_fixed_point(*target_projections(stats), data.counts,
+                                        *data.x.shape)
     else:
         evidence = evidence_icml(data.x.to(F64), one_hot(data.codes, data.num_classes))
     return to_float(evidence.mean())

@@ -30,8 +30,9 @@ import numpy as np
 import torch
 
 from nctk.errors import InputError
-from nctk.transfer._gaussian import pca, prepare, to_float, true_class_probability
+from nctk.transfer._gaussian import to_float, true_class_probability
 from nctk.transfer._lda import fit_eigen, fit_svd
+from nctk.transfer._statistics import statistics
 from nctk.transfer.registry import Components, Method, register
 
 PCA_DIM = 64
@@ -85,7 +86,8 @@ def ncti_terms(features: Any, labels: Any, *, pca_dim: int = PCA_DIM,
     """Compute the raw NCTI terms of one model.
 
     Args:
-        features: (N, d) numpy array or torch tensor (computed on its device, float64).
+        features: (N, d) numpy array or torch tensor (computed on its device, float64), or
+            its FeatureStatistics (shared with other scores of the same model).
         labels: (N,) any labels; at least 2 classes.
         pca_dim: PCA dimension (64 in the paper and code); reduced to min(pca_dim, d, N - 1).
         top_variances: d* = how many top explained variances form s (32).
@@ -93,12 +95,14 @@ def ncti_terms(features: Any, labels: Any, *, pca_dim: int = PCA_DIM,
     """
     if pca_dim < 1 or top_variances < 1:
         raise InputError("pca_dim and top_variances must be positive integers")
-    data = prepare(features, labels, device=device)
+    stats = statistics(features, labels, device=device)
+    data = stats.data
     n, d = data.x.shape
     if n < 3:
         raise InputError(f"has {n} samples; NCTI needs at least 3", array="features")
     k = min(pca_dim, d, n - 1)
-    z, variances = pca(data.x, k)
+    principal = stats.principal(k)
+    z, variances = principal.scores, principal.variances
     informative = variances > NULL_VARIANCE * variances[0]  # drop rounding-noise components
     z, k = z[:, informative], int(informative.sum())
     if k == 0:
@@ -153,6 +157,22 @@ def combine_pool(raw: Mapping[str, Components], *, w_seli: float = 1.0, w_ncc: f
     return scores, comps
 
 
+def vc_bounds(class_counts: np.ndarray) -> tuple[float, float, float]:
+    """(v_min, v_nc, v_max): the range of vc = log sum_c ||P_c||_* and its collapse value.
+
+    A row p of P_c has ||p||_2^2 >= 1/C (its entries sum to 1), so
+    ||P_c||_* >= ||P_c||_F >= sqrt(n_c / C), with equality when every row is uniform
+    (1/C, ..., 1/C): v_min = log sum_c sqrt(n_c / C). ||P_c||_* <= sqrt(rank) ||P_c||_F
+    <= sqrt(min(n_c, C) n_c), reached by one-hot rows spread evenly over min(n_c, C)
+    classes: v_max = log sum_c sqrt(n_c min(n_c, C)). Perfect collapse (every row of
+    class c the same one-hot vector, a rank-one block) gives v_nc = log sum_c sqrt(n_c).
+    """
+    counts = class_counts.astype(np.float64)
+    c = counts.shape[0]
+    return (math.log(np.sqrt(counts / c).sum()), math.log(np.sqrt(counts).sum()),
+            math.log(np.sqrt(counts * np.minimum(counts, c)).sum()))
+
+
 def independent_terms(terms: NctiTerms) -> dict[str, float]:
     """Each term mapped to [0, 1] by bounds from the model's own data only.
 
@@ -160,16 +180,18 @@ def independent_terms(terms: NctiTerms) -> dict[str, float]:
       singular values of L dominate those of L_w, so this is in [0, 1]: 0 when all class
       means coincide, -> 1 as the within-class spread collapses.
     * ncc: already a mean probability in [0, 1]; 1 at perfect separation.
-    * vc: (vc - v_nc) / (v_max - v_nc) clipped to [0, 1], with v_nc = log sum_c sqrt(n_c)
-      (every class block rank one with one-hot rows: perfect collapse) and
-      v_max = log sum_c sqrt(n_c min(n_c, C)) (the largest nuclear norm a row-stochastic
-      n_c x C block can have). 0 = collapsed (best), 1 = maximal within-class spread.
+    * vc: |vc - v_nc| / max(v_nc - v_min, v_max - v_nc), the distance from perfect
+      collapse within the true range of :func:`vc_bounds` (so in [0, 1] without
+      clipping): 0 = every class block is one repeated one-hot row; 1 at either end,
+      uniform rows (no information: rank one, but not collapsed onto a class) or one-hot
+      rows spread over the classes (maximal variability). Like ncc, vc sees the features
+      only through the posteriors, so it depends on their scale only where those do: on
+      the eigen path, whose shrinkage alpha = exp(-sum of the top-32 variances) is not
+      scale-free (features scaled by 1e-30 get alpha ~ 1 and near-uniform posteriors).
     """
-    counts = terms.class_counts.astype(np.float64)
-    c = counts.shape[0]
-    v_nc = math.log(np.sqrt(counts).sum())
-    v_max = math.log(np.sqrt(counts * np.minimum(counts, c)).sum())
-    vc = 0.0 if v_max <= v_nc else min(max((terms.vc - v_nc) / (v_max - v_nc), 0.0), 1.0)
+    v_min, v_nc, v_max = vc_bounds(terms.class_counts)
+    reach = max(v_nc - v_min, v_max - v_nc)
+    vc = 0.0 if reach <= 0 else min(abs(terms.vc - v_nc) / reach, 1.0)
     seli = 0.0 if terms.seli <= 0 else min(max(1.0 - terms.seli_within / terms.seli, 0.0), 1.0)
     return {"seli": seli, "ncc": terms.ncc, "vc": vc}
 

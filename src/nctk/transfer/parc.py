@@ -24,6 +24,7 @@ from sklearn.decomposition import PCA
 from sklearn.preprocessing import StandardScaler
 
 from nctk.errors import InputError
+from nctk.transfer._sampling import stratified_subsample
 from nctk.transfer.registry import Method, register
 from nctk.validation import check_matrix, encode_labels
 
@@ -31,23 +32,6 @@ from nctk.validation import check_matrix, encode_labels
 PARC_DIM = 32
 #: Default cap on the samples PARC uses: its two N×N matrices grow as N².
 PARC_MAX_SAMPLES = 5000
-
-
-def stratified_subsample(codes: np.ndarray, size: int, seed: int) -> np.ndarray:
-    """Indices (sorted) of ``size`` samples drawn without replacement, per class in proportion.
-
-    Class c gets ⌊size·n_c/N⌋ samples plus one for the classes with the largest remainders
-    (largest-remainder rounding), so the total is exactly ``size``.
-    """
-    counts = np.bincount(codes)
-    quota = size * counts / codes.shape[0]
-    take = np.floor(quota).astype(np.int64)
-    short = size - int(take.sum())
-    take[np.argsort(take - quota, kind="stable")[:short]] += 1
-    rng = np.random.default_rng(seed)
-    chosen = [rng.choice(np.flatnonzero(codes == c), size=take[c], replace=False)
-              for c in range(counts.shape[0])]
-    return np.sort(np.concatenate(chosen))
 
 
 def _spearman_with_binary(values: np.ndarray, indicator: np.ndarray) -> float:

@@ -3,7 +3,8 @@
 As the official ``SFDA_Score`` computes it (``spec/metrics.md`` §3), on X (N, D):
 
 1. Sigma_w = W / N; lambda = the 3-round two-vector power estimate of its top eigenvalue
-   (start v = Sigma_w 1); alpha = max(exp(-5 lambda), 1e-10).
+   (start v = Sigma_w 1, or the largest-variance column of Sigma_w when the row sums
+   cancel to rounding noise); alpha = max(exp(-5 lambda), 1e-10).
 2. Posteriors P = softmax(l), l_ic = x_i^T S^-1 mu_c - mu_c^T S^-1 mu_c / 2 + log pi_c,
    S = shr_alpha(Sigma_w). (The reference's "Fisher projection" uses all D eigenvectors,
    so it equals S^-1 and has no effect; it is not computed here.)
@@ -29,7 +30,6 @@ from nctk.transfer._gaussian import (
     Labelled,
     class_means,
     gaussian_logits,
-    prepare,
     row_blocks,
     shrink,
     solve_spd,
@@ -37,6 +37,7 @@ from nctk.transfer._gaussian import (
     true_class_probability,
     within_scatter,
 )
+from nctk.transfer._statistics import statistics
 from nctk.transfer.registry import Method, register
 
 ALPHA_FLOOR = 1e-10
@@ -48,8 +49,15 @@ def power_estimate(sigma: torch.Tensor, rounds: int = POWER_ROUNDS) -> float:
 
     v = sigma 1; each round u = sigma v / ||sigma v||, v = sigma u / ||sigma u||; then
     lambda = v^T sigma u (not exactly a Rayleigh quotient: u != v).
+
+    When sigma 1 is zero up to rounding (||sigma 1|| <= D eps ||sigma||_F: the row sums
+    cancel, as for features [a, -a]) the reference divides 0 by 0; the start is then
+    sigma e_j, the column of the largest variance, which is non-zero for any sigma != 0.
     """
     v = sigma.sum(1)
+    noise = sigma.shape[0] * torch.finfo(sigma.dtype).eps * torch.linalg.matrix_norm(sigma)
+    if bool(torch.linalg.vector_norm(v) <= noise):
+        v = sigma[:, int(torch.argmax(torch.diagonal(sigma)))]
     for _ in range(rounds):
         u = sigma @ v
         u = u / torch.linalg.vector_norm(u)
@@ -69,13 +77,18 @@ def sfda_score(features: Any, labels: Any, *, device: Any = None) -> float:
     """SFDA score of one model (higher is better), in (0, 1].
 
     Args:
-        features: (N, D) numpy array or torch tensor; computed in float64 on its device.
+        features: (N, D) numpy array or torch tensor (or its FeatureStatistics);
+            computed in float64 on its device.
         labels: (N,) any labels, at least 2 classes.
         device: force a torch device (default: the input's).
     """
-    data = prepare(features, labels, device=device)
+    stats = statistics(features, labels, device=device)
+    data = stats.data
     x, c = data.x, data.num_classes
-    means = class_means(data, x)
+    if bool((data.counts == 1).all()):
+        raise InputError("has one sample per class, so no within-class variation; SFDA's "
+                         "shrinkage is undefined", array="features")
+    means = stats.class_means
     sigma_w = within_scatter(x, data.codes, means) / data.n
     lam = power_estimate(sigma_w)
     if not math.isfinite(lam):

@@ -1,0 +1,130 @@
+"""The mixed-precision principal subspace against an exact float64 PCA written here.
+
+The reference is numpy's ``eigh`` of the covariance of a float64 copy (or of the sample
+Gram when N < d), nothing from nctk. Cases: rank-deficient features (dead units and
+linearly dependent columns), a spectrum with a cluster straddling the k-th value,
+N < d, a large common offset, features scaled by 1e30 and 1e-30, and a spectrum whose
+k-th and (k+1)-th values coincide (the subspace is then undetermined: the exact path
+must run).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from nctk.transfer._subspace import principal, refined_principal
+
+
+def exact_pca(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(top-k variances, (d, k) orthonormal basis of the top-k principal subspace)."""
+    f = np.asarray(x, dtype=np.float64)
+    xc = f - f.mean(0)
+    n, d = f.shape
+    if n >= d:
+        vals, vecs = np.linalg.eigh(xc.T @ xc)
+        vals, vecs = vals[::-1][:k], vecs[:, ::-1][:, :k]
+    else:
+        vals, u = np.linalg.eigh(xc @ xc.T)
+        vals, u = vals[::-1][:k], u[:, ::-1][:, :k]
+        vecs = xc.T @ u / np.sqrt(vals)
+    return vals / (n - 1), vecs
+
+
+def spectrum_data(n: int, d: int, sd: np.ndarray, seed: int, offset: float = 0.0
+                  ) -> np.ndarray:
+    """(n, d) float32 features with column standard deviations ``sd`` in a random basis."""
+    rng = np.random.default_rng(seed)
+    basis = np.linalg.qr(rng.standard_normal((d, d)))[0]
+    z = rng.standard_normal((n, d)) * sd
+    return ((z @ basis.T) + offset).astype(np.float32)
+
+
+def _case(name: str) -> np.ndarray:
+    rng = np.random.default_rng(1)
+    if name == "decaying":
+        return spectrum_data(3000, 200, 1.0 / np.sqrt(1 + np.arange(200) / 8), 0)
+    if name == "dead_units":
+        x = np.maximum(spectrum_data(3000, 200, 1.0 / np.sqrt(1 + np.arange(200) / 8), 2), 0)
+        x[:, 120:] = 0.0
+        return x
+    if name == "dependent":
+        base = spectrum_data(3000, 90, np.linspace(2, 0.5, 90), 3)
+        return np.hstack([base, base[:, :60] @ rng.standard_normal((60, 110)).astype(
+            np.float32) / 8]).astype(np.float32)
+    if name == "clustered":
+        sd = np.linspace(3, 1, 200)
+        sd[28:36] = 1.7 + 1e-3 * np.arange(8)  # a tight cluster around the 32nd value
+        return spectrum_data(3000, 200, sd, 4)
+    if name == "wide":
+        return spectrum_data(150, 600, np.linspace(3, 0.2, 600), 5)
+    if name == "offset":
+        return spectrum_data(3000, 200, np.linspace(2, 0.5, 200), 6, offset=50.0)
+    raise ValueError(name)
+
+
+CASES = ["decaying", "dead_units", "dependent", "clustered", "wide", "offset"]
+
+
+def _angle(a: np.ndarray, b: np.ndarray) -> float:
+    """Sine of the largest principal angle between the column spans of a and b."""
+    qa, qb = np.linalg.qr(a)[0], np.linalg.qr(b)[0]
+    return float(np.linalg.norm(qb - qa @ (qa.T @ qb), 2))
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("scale", [1.0, 1e30, 1e-30])
+def test_refined_subspace_matches_exact_float64(case, scale):
+    x = (_case(case).astype(np.float64) * scale).astype(np.float32)
+    k = 32
+    want_var, want_basis = exact_pca(x.astype(np.float64) / scale, k)
+    t = torch.from_numpy(x)
+    mean = t.double().mean(0)
+    got = refined_principal(t, mean, k)
+    assert got is not None, "the mixed-precision path should pass its check here"
+    assert got.refined and got.angle_bound <= 1e-8
+    np.testing.assert_allclose(got.variances.numpy() / scale**2, want_var, rtol=1e-10,
+                               atol=1e-12 * want_var[0])
+    assert _angle(got.components.numpy(), want_basis) < 1e-8
+    # the scores are the centred data in the returned basis
+    xc = x.astype(np.float64) - x.astype(np.float64).mean(0)
+    np.testing.assert_allclose(got.scores.numpy(), xc @ got.components.numpy(),
+                               rtol=0, atol=1e-9 * np.abs(xc).max() * math.sqrt(x.shape[1]))
+
+
+def test_float64_input_and_components_are_orthonormal():
+    x = _case("decaying").astype(np.float64)
+    got = refined_principal(torch.from_numpy(x), torch.from_numpy(x.mean(0)), 40)
+    v = got.components.numpy()
+    np.testing.assert_allclose(v.T @ v, np.eye(40), atol=1e-12)
+    assert _angle(v, exact_pca(x, 40)[1]) < 1e-8
+
+
+def test_coinciding_kth_values_fall_back_to_the_exact_path():
+    sd = np.linspace(3, 1, 120)
+    sd[19] = sd[20]  # lambda_20 == lambda_21: the top-20 subspace is not determined
+    rng = np.random.default_rng(7)
+    basis = np.linalg.qr(rng.standard_normal((120, 120)))[0]
+    # a sample with exactly this spectrum: z has centred orthonormal columns, so
+    # X_c^T X_c = basis diag(sd^2) basis^T (up to rounding)
+    noise = rng.standard_normal((2000, 120))
+    z = np.linalg.qr(noise - noise.mean(0))[0]
+    x = (z * sd) @ basis.T
+    t = torch.from_numpy(x)
+    mean = t.mean(0)
+    assert refined_principal(t, mean, 20) is None
+    got = principal(t, mean, 20)
+    assert not got.refined and math.isnan(got.angle_bound)
+    np.testing.assert_allclose(got.variances.numpy(), exact_pca(x, 20)[0], rtol=1e-10)
+    np.testing.assert_allclose(got.variances.numpy() * 1999, sd[:20] ** 2, rtol=1e-10)
+
+
+def test_input_is_not_modified():
+    x = _case("offset")
+    keep = x.copy()
+    t = torch.from_numpy(x)
+    refined_principal(t, t.double().mean(0), 16)
+    np.testing.assert_array_equal(x, keep)
