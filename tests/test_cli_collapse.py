@@ -41,7 +41,9 @@ def test_single_file_json_contract_table_and_plot(feature_file, tmp_path, capsys
     out, png = tmp_path / "out.json", tmp_path / "nc.png"
     assert main(["collapse", str(path), "--json", str(out), "--plot", str(png)]) == 0
     data = json.loads(out.read_text())
-    assert list(data) == ["layers"]
+    assert list(data) == ["layers", "provenance"]  # the contract, and where it came from
+    assert data["provenance"]["feature_files"] == [str(path)]
+    assert data["provenance"]["samples"] == len(y)
     assert list(data["layers"]) == ["block1", "block2", "penultimate"]
     for metrics in data["layers"].values():
         assert CONTRACT_KEYS <= set(metrics)

@@ -100,7 +100,7 @@ def test_json_follows_the_contract(pool, toy_methods, capsys, tmp_path):
                           "--ground-truth", gt, "--json", out_json)
     assert code == 0, err
     data = json.loads(out_json.read_text())
-    assert set(data) == {"methods", "evaluation"}
+    assert set(data) == {"methods", "evaluation", "provenance", "guidance"}  # contract + 2
     assert list(data["methods"]) == ["separation", "weighted"]
     sep = data["methods"]["separation"]
     assert set(sep) == {"scores", "ranking", "seconds", "components"}
@@ -124,7 +124,7 @@ def test_no_evaluation_without_ground_truth(pool, toy_methods, capsys, tmp_path)
     out_json = tmp_path / "out.json"
     code, out, _ = _run(capsys, "rank", *paths, "--method", "separation", "--json", out_json)
     assert code == 0
-    assert set(json.loads(out_json.read_text())) == {"methods"}
+    assert set(json.loads(out_json.read_text())) == {"methods", "provenance", "guidance"}
     assert "weighted tau" not in out
     lines = [ln for ln in out.splitlines() if "model" in ln and ln.strip()[0].isdigit()]
     assert [ln.split()[1] for ln in lines] == ["model2", "model1", "model0"]
@@ -151,10 +151,12 @@ def test_constant_scores_are_reported_not_fatal(pool, capsys, monkeypatch, tmp_p
     paths, gt = pool
     monkeypatch.setitem(registry._REGISTRY, "flat", Method("flat", lambda x, y: 1.0))
     out_json = tmp_path / "out.json"
-    code, out, _ = _run(capsys, "rank", *paths, "--method", "flat", "--ground-truth", gt,
-                        "--json", out_json)
+    code, out, err = _run(capsys, "rank", *paths, "--method", "flat", "--ground-truth", gt,
+                          "--json", out_json)
     assert code == 0
-    assert "note: flat: correlations are NaN: the scores are constant" in out
+    assert "  - flat: correlations are NaN: the scores are constant" in err
+    assert "correlations are NaN" not in out  # notes go to standard error
+    assert "  - flat: model0, model1, model2 tie (equal scores)" in err
     assert json.loads(out_json.read_text())["evaluation"]["flat"]["weighted_tau"] is None
 
 
@@ -194,9 +196,13 @@ def test_models_and_data_go_through_the_pool_runner(toy_methods, capsys, monkeyp
         pool = {s.split(":")[1]: _features(i, 1.0 + i)[0] for i, s in enumerate(specs)}
         return PoolRanking({m: rank(pool, _features(0, 1.0)[1], m) for m in methods}, [], [])
 
-    monkeypatch.setattr(nctk.extract, "load_dataset", lambda spec: f"loaded {spec}")
+    class Loaded(str):
+        def label_values(self):
+            return np.repeat(["a", "b"], 5)
+
+    monkeypatch.setattr(nctk.extract, "load_dataset", lambda spec: Loaded(f"loaded {spec}"))
     monkeypatch.setattr(nctk.extract, "subsample_per_class",
-                        lambda data, k, seed: f"{data}, {k} per class, seed {seed}")
+                        lambda data, k, seed: Loaded(f"{data}, {k} per class, seed {seed}"))
     monkeypatch.setattr(nctk.scale, "rank_models", fake_rank_models)
     checked = []
     monkeypatch.setattr(nctk.extract.preflight, "check_models",
@@ -355,7 +361,8 @@ def test_all_skips_logit_methods_when_files_have_no_logits(tmp_path, capsys, mon
         paths.append(_write(tmp_path / f"m{i}.npz", features=x, labels=y))
     code, out, err = _run(capsys, "rank", *paths, "--method", "all")
     assert code == 0, err
-    assert "note: skipped leep: some feature files have no source_logits" in out
+    assert "  - skipped leep: some feature files have no source_logits" in err
+    assert "skipped" not in out  # notes go to standard error
     assert "separation" in out
 
 

@@ -204,7 +204,9 @@ def test_cli_rank_models_equals_rank_of_extracted_files(checkpoints, tmp_path, c
     assert code == 0, err
     code, out, err = _cli(capsys, "rank", "--models", ",".join(specs), *common,
                           "--method", "ncti,logme", "--json", tmp_path / "models.json")
-    assert code == 0 and err == ""
+    assert code == 0 and "error" not in err
+    assert err.strip().splitlines()[-2:] == [f"features cached in {tmp_path / 'cache'}",
+                                             f"wrote {tmp_path / 'models.json'}"]
     from_files = json.loads((tmp_path / "files.json").read_text())["methods"]
     from_models = json.loads((tmp_path / "models.json").read_text())["methods"]
     for method in ("ncti", "logme"):

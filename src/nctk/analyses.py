@@ -62,6 +62,21 @@ def supported_options(method: str | Method, candidates: Mapping[str, Any]) -> di
     return {k: v for k, v in candidates.items() if k in params or k in meth.combine_options}
 
 
+def effective_options(method: str | Method, given: Mapping[str, Any]) -> dict[str, Any]:
+    """Every option ``method`` runs with: the defaults of its per-model function and of its
+    pool combination (keyword parameters with a default; ``device`` left out), overridden by
+    ``given``. For the record of a run (provenance), not for calling the method."""
+    meth = _method(method)
+    funcs = [meth.components if meth.pool_relative else meth.score]
+    funcs += [meth.combine] if meth.pool_relative else []
+    options: dict[str, Any] = {}
+    for func in funcs:
+        for name, param in inspect.signature(func).parameters.items():
+            if param.default is not inspect.Parameter.empty and name != "device":
+                options[name] = param.default
+    return options | dict(given)
+
+
 def pool_components(pool: Mapping[str, Any], labels: Any, method: str | Method = "ncti",
                     **options: Any) -> dict[str, Components]:
     """Per-model raw components of a pool-relative method, computed once per model.
@@ -250,7 +265,8 @@ def _few_shot(arrays: Callable[[Method, np.ndarray], dict[str, Any]], labels: An
 
 
 def timing(pool: Sequence[Any], methods: Sequence[str | Method], *, repeat: int = 3,
-           options: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
+           options: Mapping[str, Mapping[str, Any]] | None = None,
+           progress: bool = False) -> dict[str, dict[str, Any]]:
     """Fig. 4's cost axis: wall-clock seconds per model of each method.
 
     Each method scores the whole pool ``repeat`` times (``MethodResult.seconds``, which
@@ -259,24 +275,33 @@ def timing(pool: Sequence[Any], methods: Sequence[str | Method], *, repeat: int 
 
     Args:
         pool: loaded feature files (:class:`nctk.io.FeatureFile`).
+        progress: a progress bar of the method runs on stderr (on a terminal only).
 
     Returns:
         method -> ``{"pool_seconds": [...], "per_model_min", "per_model_mean", "models",
         "scores"}`` (``scores``: the model scores of the last run).
     """
+    from nctk.progress import progress_bar
     from nctk.transfer.ranking import rank_pool
 
     if repeat < 1:
         raise InputError(f"repeat must be >= 1, got {repeat}")
     out = {}
+    bar = progress_bar(total=len(methods) * repeat, unit="run", desc="timing",
+                       enabled=progress)
     for method in methods:
         meth = _method(method)
         opts = dict((options or {}).get(meth.name, {}))
-        runs = [rank_pool(pool, meth, **opts) for _ in range(repeat)]
+        bar.set_postfix_str(meth.name)
+        runs = []
+        for _ in range(repeat):
+            runs.append(rank_pool(pool, meth, **opts))
+            bar.update()
         seconds = [run.seconds for run in runs]
         out[meth.name] = {"pool_seconds": seconds, "models": len(pool), "scores": runs[-1].scores,
                           "per_model_min": min(seconds) / len(pool),
                           "per_model_mean": float(np.mean(seconds)) / len(pool)}
+    bar.close()
     return out
 
 

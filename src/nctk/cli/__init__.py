@@ -62,6 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser(argv).parse_args(argv)
     except SystemExit as stop:  # --help, --version, or a usage error already printed
         return int(stop.code or 0)
+    args.argv = argv  # the command line as given, for the provenance of results
     try:
         return int(args.func(args) or 0)
     except InputError as err:

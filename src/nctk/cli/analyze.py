@@ -49,14 +49,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "ncti", True),
     }
     for name, (help_text, func, default_method, needs_truth) in specs.items():
-        p = sub.add_parser(name, help=help_text, description=help_text)
+        # source: the positional files first, since --source takes every file after it
+        usage = ("nctk analyze source FEATURES.npz [FEATURES.npz ...] --source SOURCE.npz "
+                 "[SOURCE.npz ...] --ground-truth GT.json [options]" if name == "source"
+                 else None)
+        p = sub.add_parser(name, help=help_text, description=help_text, usage=usage)
         p.add_argument("features", nargs="+", metavar="FEATURES.npz",
                        help="one feature file per model, same target samples")
         p.add_argument("--ground-truth", metavar="GT.json", required=needs_truth,
                        help="JSON {model: accuracy} on the target dataset")
         p.add_argument("--json", metavar="OUT.json", help="write the result as JSON")
-        add_method_arguments(p)
-        p.set_defaults(method=default_method, func=func)
+        add_method_arguments(p, default=default_method)
+        p.set_defaults(func=func)
         if name == "weights":
             p.add_argument("--values", type=types.real_list(),
                            default=",".join(map(str, analyses.PAPER_WEIGHT_VALUES)),
@@ -70,6 +74,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         if name == "timing":
             p.add_argument("--repeat", type=types.positive_int, default=3,
                            help="times each method scores the pool (default: 3)")
+            p.add_argument("--quiet", action="store_true",
+                           help="no progress bar (it is shown on a terminal only anyway)")
         if name == "source":
             p.add_argument("--source", nargs="+", required=True, metavar="SOURCE.npz",
                            help="per model, features of a subset of its pre-training data "
@@ -164,7 +170,8 @@ def run_timing(args: argparse.Namespace) -> int:
     weights = parse_weights(args.ncti_weights)
     pool, truth = _load(args)
     options = {m.name: method_options(m, seed=args.seed, ncti_weights=weights) for m in methods}
-    result = analyses.timing(pool, methods, repeat=args.repeat, options=options)
+    result = analyses.timing(pool, methods, repeat=args.repeat, options=options,
+                             progress=not args.quiet)
     headers = ["method", "s/model (min)", "s/model (mean)"]
     rows = [[name, r["per_model_min"], r["per_model_mean"]] for name, r in result.items()]
     if truth is not None:

@@ -68,6 +68,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "accuracy)")
     parser.add_argument("--probe", action="store_true",
                         help="add the held-out accuracy of a linear probe on each layer")
+    parser.add_argument("--quiet", "--no-progress", dest="quiet", action="store_true",
+                        help="no progress bars (of --probe and --models; they are shown on "
+                             "a terminal only anyway)")
     parser.add_argument("--probe-c", type=types.positive_float, default=PROBE_C, metavar="C",
                         help=f"inverse L2 strength of the probe (default {PROBE_C:g})")
     parser.add_argument("--seed", type=types.seed, default=PROBE_SEED,
@@ -97,7 +100,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="feature cache (default: $NCTK_CACHE_DIR or ~/.cache/nctk)")
     models.add_argument("--no-cache", action="store_true", help="extract afresh, keep nothing")
     models.add_argument("--device", help="torch device for extraction (default: auto)")
-    models.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     group = add_executor_arguments(parser, per_model=False)
     group.add_argument("--shards", type=types.positive_int, metavar="N",
                        help="split each file's rows into N tasks that read only their rows "
@@ -136,14 +138,24 @@ def run(args: argparse.Namespace) -> int:
         if args.ground_truth else None
     profiles = {ff.name: profile_with_head(ff, head) for ff in pool}
     probes = ({ff.name: layer_nc1_vs_probe(ff, profile=profiles[ff.name], c=args.probe_c,
-                                           seed=args.seed) for ff in pool}
+                                           seed=args.seed, progress=not args.quiet)
+               for ff in pool}
               if args.probe else {})
     for name, probe in probes.items():
         for layer, values in probe["layers"].items():
             profiles[name][layer]["probe_accuracy"] = values["probe_accuracy"]
+    from nctk.cli.extract import model_specs
+    from nctk.provenance import provenance
+
+    origin = provenance(
+        labels=pool[0].labels, data=args.data, argv=args.argv, seed=args.seed,
+        feature_files=None if extracting else [f.path or f.name for f in pool],
+        models=dict(zip([f.name for f in pool], model_specs(args.models), strict=True))
+        if extracting else None,
+        extra={"probe": {"c": args.probe_c, "seed": args.seed}} if args.probe else None)
     return report(args, profiles, probes,
                   nc1_vs_transfer(pool, truth, profiles=profiles) if truth is not None
-                  else None)
+                  else None, origin)
 
 
 def extract_models(args: argparse.Namespace) -> list[FeatureFile]:
@@ -158,13 +170,14 @@ def extract_models(args: argparse.Namespace) -> list[FeatureFile]:
                         seed=args.seed, layers=args.layers, image_size=args.image_size,
                         cache_dir=None if args.no_cache else (args.cache_dir
                                                               or default_cache_dir()),
-                        device=args.device, progress=not args.no_progress)
+                        device=args.device, progress=not args.quiet)
 
 
 def report(args: argparse.Namespace, profiles: dict[str, dict[str, dict[str, float]]],
-           probes: dict[str, Any], result: dict[str, Any] | None) -> int:
-    """Print the tables (``result``: NC1 against the ground truth); write ``--json`` and
-    ``--plot``."""
+           probes: dict[str, Any], result: dict[str, Any] | None,
+           origin: dict[str, Any] | None = None) -> int:
+    """Print the tables (``result``: NC1 against the ground truth); write ``--json`` (with
+    the ``provenance`` record ``origin`` beside the contract's keys) and ``--plot``."""
     if result is not None:
         print_pool(profiles, result)
         output: dict[str, Any] = {"models": {m: {"layers": p} for m, p in profiles.items()},
@@ -181,6 +194,8 @@ def report(args: argparse.Namespace, profiles: dict[str, dict[str, dict[str, flo
             output = {"models": {m: {"layers": p} for m, p in profiles.items()}}
             if probes:
                 output["nc1_vs_probe"] = {m: p["correlation"] for m, p in probes.items()}
+    if origin is not None:
+        output["provenance"] = origin
     if args.json:
         write_json(args.json, output)
     if args.plot:

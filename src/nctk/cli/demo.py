@@ -20,7 +20,7 @@ from typing import Any
 from nctk.cli import COMMANDS
 from nctk.cli import _types as types
 from nctk.cli._table import fmt_number, format_table
-from nctk.cli.rank import STAT_TITLES, evaluation_notes, result_json
+from nctk.cli.rank import STAT_TITLES, evaluation_notes, print_notes, result_json
 from nctk.evaluation import STATISTICS
 from nctk.io import save_feature_file, write_json
 
@@ -41,17 +41,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-report", action="store_true", help="skip the HTML report")
     parser.add_argument("--seed", type=types.seed, default=0,
                         help="seed for seeded methods (default: 0)")
+    parser.add_argument("--quiet", "--no-progress", dest="quiet", action="store_true",
+                        help="no progress bars (they are shown on a terminal only anyway)")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from nctk.analyses import effective_options, supported_options
     from nctk.demo.run import GROUND_TRUTH, asset, provenance, run_demo
+    from nctk.provenance import provenance as run_record
+    from nctk.transfer.guidance import flag_notes, method_order, pool_flags, recommendation
 
     started = time.perf_counter()
     models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
-    result = run_demo(models=models, methods=args.methods, seed=args.seed)
-    story = provenance(result.info, len(result.pool[0].labels))
-    notes = story + evaluation_notes(result.methods, result.truth)
+    result = run_demo(models=models, methods=args.methods, seed=args.seed,
+                      progress=not args.quiet)
+    result.methods = {name: result.methods[name] for name in method_order(result.methods)}
+    options = {name: supported_options(name, {"seed": args.seed}) for name in result.methods}
+    labels = result.pool[0].labels
+    flags = pool_flags(result.methods, num_classes=len(set(labels.tolist())), options=options)
+    story = provenance(result.info, len(labels))
+    notes = flag_notes(flags) + evaluation_notes(result.methods, result.truth)
+    advice = recommendation(result.methods)
     print(f"nctk demo: ranking {len(result.pool)} models, offline\n")
     print("\n".join(f"  {line}" for line in story) + "\n")
     print(pool_table(result) + "\n")
@@ -61,9 +72,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"{'ground truth':<{width}}  {' > '.join(by_truth)}")
     for name, ranked in result.methods.items():
         print(f"{name:<{width}}  {' > '.join(ranked.ranking)}")
-    print()
-    for line in notes[len(story):]:
-        print(f"note: {line}")
+    print("\n" + advice)
 
     out = Path(args.out)
     features = out / "features"
@@ -72,9 +81,16 @@ def run(args: argparse.Namespace) -> int:
         save_feature_file(features / f"{file.name}.npz", file.features, file.labels,
                           source_logits=file.source_logits, layers=file.layers)
     shutil.copyfile(asset(GROUND_TRUTH), out / GROUND_TRUTH)
+    record = run_record(labels=labels, data="demo:target",
+                        models={f.name: f"demo:{f.name}" for f in result.pool}, seed=args.seed,
+                        argv=args.argv,
+                        method_options={name: effective_options(name, o)
+                                        for name, o in options.items()})
     data = result_json(result.methods, result.evaluation)
     data.update(ground_truth=result.truth, layers=result.layers, pool=result.info,
-                seconds=result.seconds, notes=notes)
+                seconds=result.seconds, notes=story + notes, provenance=record,
+                guidance={"recommended": advice,
+                          "flags": {m: f.to_json() for m, f in flags.items()}})
     write_json(out / "demo.json", data)
     written = [out / "demo.json", features, out / GROUND_TRUTH]
     if not args.no_report:
@@ -83,9 +99,10 @@ def run(args: argparse.Namespace) -> int:
         written.append(write_report(
             out / "report.html", title=f"nctk demo: {len(result.pool)} models pre-trained "
             "on CIFAR-10 source classes", methods=result.methods, evaluation=result.evaluation,
-            truth=result.truth, layers=result.layers, notes=notes))
-    print("wrote " + ", ".join(str(p) for p in written))
-    print(f"re-rank the saved features: nctk rank {features}/*.npz --method all "
+            truth=result.truth, layers=result.layers, notes=story + notes, flags=flags,
+            recommendation=advice, provenance=record))
+    print_notes(notes, written)
+    print(f"\nre-rank the saved features: nctk rank {features}/*.npz --method all "
           f"--ground-truth {out / GROUND_TRUTH}")
     stages = ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items())
     print(f"done in {time.perf_counter() - started:.1f} s ({stages})")

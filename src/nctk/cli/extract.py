@@ -55,7 +55,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--skip-bad-images", action="store_true",
                         help="skip unreadable images (their count is reported) instead of "
                              "stopping")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    parser.add_argument("--no-progress", "--quiet", dest="no_progress", action="store_true",
+                        help="hide the progress bars (shown on a terminal only anyway)")
     add_executor_arguments(parser)
     parser.set_defaults(func=run)
 

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
+import time
 from pathlib import Path
+from typing import Any
 
 from nctk.cli import COMMANDS
 from nctk.cli import _types as types
@@ -55,7 +58,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-amp", action="store_true", help="no bf16 autocast on GPU")
     parser.add_argument("--out", default="nctk-finetune", help="output directory")
     parser.add_argument("--resume", action="store_true", help="continue from --out's checkpoint")
-    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--no-progress", "--quiet", dest="no_progress", action="store_true",
+                        help="hide the progress bars (shown on a terminal only anyway)")
     parser.set_defaults(func=run)
 
 
@@ -72,6 +76,49 @@ def declared_units(adapter) -> list[str] | None:
     return None
 
 
+def job_runs(args: argparse.Namespace, model: Any, unit_names: list[str] | None,
+             train_data: Any) -> list[Any]:
+    """The runs the command will do (:class:`nctk.finetune.estimate.Run`), checking the
+    ``--method``/``--unit`` combination and the unit names before anything trains."""
+    import numpy as np
+
+    from nctk.finetune.data import dataset_labels
+    from nctk.finetune.estimate import plan_runs
+    from nctk.finetune.methods import METHODS
+    from nctk.finetune.units import find_units, resolve_unit
+
+    def unit_name(spec: Any) -> str:
+        return resolve_unit(find_units(model, unit_names), spec, args.model).name
+
+    split = {"epochs": args.epochs, "val_fraction": args.val_fraction}
+    if args.sweep:
+        chosen = ([unit_name(u) for u in args.sweep_units] if args.sweep_units
+                  else [u.name for u in find_units(model, unit_names)])
+        pairs = [("lp", None), *((m, u) for u in chosen for m in ("layer", "scl")),
+                 ("full", None)]
+        return plan_runs(pairs, samples=len(train_data), **split)
+    if args.scarcity:
+        unit = unit_name(args.unit or "5")
+        counts = np.unique(dataset_labels(train_data), return_counts=True)[1]
+        return [run for k in args.scarcity for run in plan_runs(
+            [(m, unit if m in ("layer", "scl") else None) for m in METHODS],
+            samples=int(np.minimum(counts, k).sum()), **split)]
+    if args.method in ("layer", "scl") and args.unit is None:
+        raise InputError(f"--method {args.method} needs --unit N|name|auto", array="unit")
+    if args.method in ("lp", "full") and args.unit is not None:
+        raise InputError(f"--method {args.method} takes no --unit", array="unit")
+    if args.unit != "auto":
+        unit = unit_name(args.unit) if args.unit is not None else None
+        return plan_runs([(args.method, unit)], samples=len(train_data), **split)
+    candidates = ([unit_name(u) for u in args.auto_candidates] if args.auto_candidates
+                  else [u.name for u in find_units(model, unit_names)])
+    probes = plan_runs([("layer", u) for u in candidates], samples=len(train_data),
+                       epochs=args.probe_epochs, val_fraction=args.val_fraction)
+    final = plan_runs([(args.method, candidates[len(candidates) // 2])],
+                      samples=len(train_data), **split)
+    return probes + final
+
+
 def _config(args: argparse.Namespace):
     from nctk.finetune.train import TrainConfig
 
@@ -84,12 +131,12 @@ def _config(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     from nctk.extract import load_dataset, load_model
+    from nctk.extract.engine import resolve_device
     from nctk.extract.preflight import probe_image, probe_input
     from nctk.finetune.plots import plot_scarcity, plot_sweep
     from nctk.finetune.select import select_unit
     from nctk.finetune.sweep import format_table, scarcity, sweep, unit_numbers
     from nctk.finetune.train import finetune
-    from nctk.finetune.units import find_units, resolve_unit
     from nctk.io import write_json
 
     modes = sum([bool(args.sweep), bool(args.scarcity), args.method is not None])
@@ -108,10 +155,20 @@ def run(args: argparse.Namespace) -> int:
         probe_input(adapter, image)
     if unit_names is None:
         unit_names = declared_units(adapter)
+    runs = job_runs(args, model, unit_names, train_data)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     report: dict = {"model": args.model, "data": args.data, "test_data": args.test_data,
                     "config": dataclasses.asdict(config)}
+    if resolve_device(config.device).type == "cpu" and not args.resume:  # a fresh job only
+        from nctk.finetune.estimate import estimate_plan
+
+        guess = estimate_plan(model, train_data, runs, config, unit_names=unit_names,
+                              test_samples=len(test_data) if test_data is not None else 0)
+        print(f"nctk finetune: {guess.line()}", file=sys.stderr, flush=True)
+        report["estimate"] = {"seconds": guess.seconds, "runs": guess.runs,
+                              "step_seconds": guess.step_seconds}
+    started = time.perf_counter()
 
     if args.sweep:
         units = args.sweep_units
@@ -134,10 +191,6 @@ def run(args: argparse.Namespace) -> int:
         plot = plot_scarcity(curves, out / "scarcity.png")
     else:
         unit = args.unit
-        if args.method in ("layer", "scl") and unit is None:
-            raise InputError(f"--method {args.method} needs --unit N|name|auto", array="unit")
-        if args.method in ("lp", "full") and unit is not None:
-            raise InputError(f"--method {args.method} takes no --unit", array="unit")
         if unit == "auto":
             candidates = args.auto_candidates
             selection = select_unit(model, train_data, candidates=candidates,
@@ -147,14 +200,13 @@ def run(args: argparse.Namespace) -> int:
             print(f"--unit auto: unit {selection.index} ({selection.unit}); probe NC1 "
                   + ", ".join(f"{k}={v:.4g}" for k, v in selection.nc1.items()))
             unit = selection.unit
-        elif unit is not None:
-            resolve_unit(find_units(model, unit_names), unit, args.model)
         result = finetune(model, train_data, method=args.method, unit=unit,
                           unit_names=unit_names, test_data=test_data, config=config,
                           out_dir=out, resume=args.resume, model_name=args.model)
         print(format_table([result], unit_numbers(model, unit_names) if unit else None))
         report["results"] = [result.to_json()]
         plot = None
+    report["seconds"] = time.perf_counter() - started
     path = write_json(out / "result.json", report)
     print(f"wrote {path}" + (f" and {plot}" if plot else ""))
     return 0

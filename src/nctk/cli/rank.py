@@ -6,9 +6,13 @@ Two ways in (design.md, "Command line"):
 * ``nctk rank --models SPEC,SPEC --data SPEC`` extracts and scores one model per unit of
   work through :mod:`nctk.scale` (``--executor loop|ray``; torch is imported only then).
 
-It prints one table per method (and the rank correlations when ``--ground-truth`` is
-given), and optionally writes the contract's JSON (``--json``) and an HTML report
-(``--report``). Every bad input is an :class:`~nctk.errors.InputError`: one line, exit 2.
+It prints one table per method, the recommended (default) method first, then an overview
+of every method's ranks sorted by it (and the rank correlations when ``--ground-truth`` is
+given) and which method is recommended and why; it optionally writes the contract's JSON
+(``--json``, plus ``provenance`` and ``guidance`` objects) and an HTML report
+(``--report``). Notes (skipped methods, saturated or tied scores, undefined correlations)
+and the files written go to standard error, grouped at the end. Every bad input is an
+:class:`~nctk.errors.InputError`: one line, exit 2.
 """
 
 from __future__ import annotations
@@ -17,11 +21,12 @@ import argparse
 import inspect
 import math
 import os
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from nctk.analyses import supported_options
+from nctk.analyses import effective_options, supported_options
 from nctk.cli import COMMANDS
 from nctk.cli import _types as types
 from nctk.cli._executor import add_executor_arguments, make_executor, report_failures
@@ -70,17 +75,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     extract.add_argument("--skip-bad-images", action="store_true",
                          help="skip unreadable images instead of stopping")
     extract.add_argument("--device", help="torch device for extraction (default: auto)")
-    extract.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    extract.add_argument("--no-progress", "--quiet", dest="no_progress", action="store_true",
+                         help="hide the progress bars (shown on a terminal only anyway)")
     add_executor_arguments(parser)
     parser.set_defaults(func=run)
 
 
-def add_method_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--method``, ``--seed`` and ``--ncti-weights`` (shared with ``nctk analyze``)."""
-    parser.add_argument("--method", default="ncti", metavar="NAME[,NAME...]|all",
-                        help="transferability method(s) (default: ncti)")
+def add_method_arguments(parser: argparse.ArgumentParser, default: str | None = None) -> None:
+    """``--method`` (default: ``default``, else the registry's recommended method), ``--seed``
+    and ``--ncti-weights`` (shared with ``nctk analyze``)."""
+    import nctk.transfer  # noqa: F401  (registers every method)
+    from nctk.transfer.registry import DEFAULT_METHOD, available_methods
+
+    parser.add_argument("--method", default=default or DEFAULT_METHOD,
+                        metavar="NAME[,NAME...]|all",
+                        help="transferability method(s), in any case: "
+                             f"{', '.join(available_methods())}, or all (default: "
+                             f"%(default)s; the recommended method is {DEFAULT_METHOD})")
     parser.add_argument("--seed", type=types.seed, default=0,
-                        help="seed for seeded methods and the per-class draw (default: 0)")
+                        help="seed of seeded methods and of random draws (--per-class, "
+                             "few-shot) (default: %(default)s)")
     parser.add_argument("--ncti-weights", metavar="W_SELI,W_NCC,W_VC",
                         help="NCTI term weights (default 1,1,1)")
 
@@ -92,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
         check_outputs([args.json, args.report], [], args.ground_truth)
         if args.ground_truth:
             load_ground_truth(args.ground_truth)  # a bad file fails before any extraction
-        results, notes, failures, total = rank_extracted(args, methods, weights)
+        results, notes, failures, total, source = rank_extracted(args, methods, weights)
         if not results:
             return report_failures("rank", failures, total)
     else:
@@ -103,23 +117,62 @@ def run(args: argparse.Namespace) -> int:
         results = rank_with_options(pool, methods, seed=args.seed, ncti_weights=weights)
         notes += subsample_notes(methods, pool[0].features.shape[0], args.seed)
         failures, total = [], len(pool)
+        source = {"feature_files": [f.path or f.name for f in pool], "labels": pool[0].labels}
+    from nctk.provenance import provenance
+    from nctk.transfer.guidance import flag_notes, method_order, pool_flags, recommendation
+
+    results = {name: results[name] for name in method_order(results)}
+    options = {name: method_options(name, seed=args.seed, ncti_weights=weights)
+               for name in results}
     models = list(next(iter(results.values())).scores) if results else []
     truth = load_ground_truth(args.ground_truth, models) if args.ground_truth else None
     evaluation = ({name: evaluate(r.scores, truth) for name, r in results.items()}
                   if truth is not None else None)
-    notes += evaluation_notes(results, truth)
-    print(format_results(results, truth, evaluation, notes))
+    flags = pool_flags(results, num_classes=len(set(source["labels"].tolist())),
+                       options=options)
+    notes += flag_notes(flags) + evaluation_notes(results, truth)
+    advice = recommendation(results)
+    print(format_results(results, truth, evaluation, flags))
+    print("\n" + advice)
+    origin = provenance(labels=source["labels"], data=source.get("data"),
+                        feature_files=source.get("feature_files"), models=source.get("models"),
+                        seed=args.seed, argv=args.argv, method_options={
+                            name: effective_options(name, o) for name, o in options.items()},
+                        extra={"per_class_draw": getattr(args, "per_class", None)}
+                        if source.get("data") else None)
+    written = []
     if args.json:
         data = result_json(results, evaluation)
         if failures:
             data["failed"] = {record.spec: record.error for record in failures}
-        write_json(args.json, data)
+        data["provenance"] = origin
+        data["guidance"] = {"recommended": advice,
+                            "flags": {m: f.to_json() for m, f in flags.items()},
+                            "notes": notes}
+        written.append(write_json(args.json, data))
     if args.report:
         from nctk.report import write_report
 
-        write_report(args.report, title=f"nctk rank: {len(models)} models",
-                     methods=results, evaluation=evaluation, truth=truth, notes=notes)
-    return report_failures("rank", failures, total)
+        written.append(write_report(
+            args.report, title=f"nctk rank: {len(models)} models", methods=results,
+            evaluation=evaluation, truth=truth, notes=notes, flags=flags,
+            recommendation=advice, provenance=origin))
+    status = report_failures("rank", failures, total)
+    print_notes(notes, written, source.get("cache_dir"))
+    return status
+
+
+def print_notes(notes: Sequence[str], written: Sequence[Any] = (),
+                cache_dir: str | None = None) -> None:
+    """The notes, then where files went, as one group on standard error (the tables on
+    standard output stay clean for a pipe)."""
+    lines = ["notes:", *(f"  - {note}" for note in notes)] if notes else []
+    if cache_dir:
+        lines.append(f"features cached in {cache_dir}")
+    if written:
+        lines.append("wrote " + ", ".join(str(path) for path in written))
+    if lines:
+        print("\n" + "\n".join(lines), file=sys.stderr)
 
 
 def resolve(spec: str) -> list[Any]:
@@ -173,9 +226,10 @@ def features_given(args: argparse.Namespace) -> list[str]:
 
 def rank_extracted(args: argparse.Namespace, methods: Sequence[Any],
                    weights: Mapping[str, float] | None
-                   ) -> tuple[dict[str, Any], list[str], list[Any], int]:
+                   ) -> tuple[dict[str, Any], list[str], list[Any], int, dict[str, Any]]:
     """Extract and score every ``--models`` spec through the chosen executor (one unit of
-    work per model, see :mod:`nctk.scale`): (results, notes, failed records, models)."""
+    work per model, see :mod:`nctk.scale`): (results, notes, failed records, models, where
+    the features came from: data spec, labels, model specs, cache)."""
     if not args.models or not args.data:
         raise InputError("--models and --data go together", file="--models" if not args.models
                          else "--data")
@@ -201,9 +255,12 @@ def rank_extracted(args: argparse.Namespace, methods: Sequence[Any],
     with executor:
         run = rank_models(specs, dataset, [m.name for m in methods], executor=executor,
                           extract=settings, options=options,
-                          optional_inputs=args.method.strip() == "all",
+                          optional_inputs=is_all(args.method),
                           progress=not args.no_progress)
-    return run.results, run.notes, run.failures, len(specs)
+    source = {"data": args.data, "labels": dataset.label_values(),
+              "models": {r.name: r.spec for r in run.records},
+              "cache_dir": settings.cache_dir}
+    return run.results, run.notes, run.failures, len(specs), source
 
 
 def check_pool_size(models: int, where: str) -> None:
@@ -229,13 +286,18 @@ def drop_unrunnable(methods: Sequence[Any], pool: Sequence[FeatureFile], spec: s
     """With ``--method all``, leave out the methods needing source logits when a file lacks
     them (with a note). Methods named explicitly are kept, so they fail with a clear error.
     """
-    if spec.strip() != "all" or all(f.source_logits is not None for f in pool):
+    if not is_all(spec) or all(f.source_logits is not None for f in pool):
         return list(methods), []
     kept = [m for m in methods if m.input != "source_logits"]
     skipped = [m.name for m in methods if m.input == "source_logits"]
     notes = [f"skipped {', '.join(skipped)}: some feature files have no source_logits"
              ] if skipped else []
     return kept, notes
+
+
+def is_all(spec: str) -> bool:
+    """Whether ``--method`` asks for every method (``all``, any case)."""
+    return spec.strip().lower() == "all"
 
 
 def check_labels(pool: Sequence[FeatureFile]) -> None:
@@ -305,16 +367,25 @@ def result_json(results: Mapping[str, Any], evaluation: Mapping[str, dict] | Non
 
 
 def format_results(results: Mapping[str, Any], truth: Mapping[str, float] | None,
-                   evaluation: Mapping[str, dict] | None, notes: Sequence[str] = ()) -> str:
-    """The terminal output: one ranking block per method, then a summary table."""
+                   evaluation: Mapping[str, dict] | None,
+                   flags: Mapping[str, Any] | None = None) -> str:
+    """The terminal output: one ranking block per method (in the order given: the caller
+    puts the recommended method first), a saturated or tied score flagged in a last column;
+    with several methods an overview of their ranks, rows in the first method's order; with
+    a ground truth a summary of the correlations."""
+    flags = flags or {}
     blocks = []
     for name, result in results.items():
-        headers = ["rank", "model", "score"] + (["truth"] if truth is not None else [])
+        flag = flags.get(name)
+        headers = (["rank", "model", "score"] + (["truth"] if truth is not None else [])
+                   + (["flag"] if flag else []))
         rows = []
         for position, model in enumerate(result.ranking, start=1):
             row: list[Any] = [position, model, result.scores[model]]
             if truth is not None:
                 row.append(truth[model])
+            if flag:
+                row.append(flag.of(model))
             rows.append(row)
         title = f"{name}  ({len(result.scores)} models, {fmt_number(result.seconds, 3)} s)"
         block = [title, format_table(headers, rows, indent="  ")]
@@ -323,11 +394,37 @@ def format_results(results: Mapping[str, Any], truth: Mapping[str, float] | None
             block.append("  " + "   ".join(
                 f"{STAT_TITLES[k]} {fmt_number(ev[k], 3, scientific=False)}" for k in STATISTICS))
         blocks.append("\n".join(block))
+    if len(results) > 1:
+        blocks.append(rank_overview(results, truth, flags))
     if evaluation is not None and len(results) > 1:
         rows = [[name, *(evaluation[name][k] for k in STATISTICS), results[name].seconds]
                 for name in results]
         blocks.append("summary\n" + format_table(
             ["method", *(STAT_TITLES[k] for k in STATISTICS), "seconds"], rows, digits=3,
             scientific=False, indent="  "))
-    blocks.extend(f"note: {line}" for line in notes)
     return "\n\n".join(blocks)
+
+
+def rank_overview(results: Mapping[str, Any], truth: Mapping[str, float] | None,
+                  flags: Mapping[str, Any] | None = None) -> str:
+    """Every method's rank of every model (1 = best, - for a NaN score; tied models share
+    the best rank of their group, marked ``=``), rows sorted by the first method's ranking,
+    with the ground truth's rank when given."""
+    from nctk.transfer.ranking import rank_order
+
+    first = next(iter(results))
+    ranks: dict[str, dict[str, Any]] = {}
+    for name, result in results.items():
+        finite = [m for m in result.ranking if math.isfinite(result.scores[m])]
+        ranks[name] = {m: i for i, m in enumerate(finite, start=1)}
+        for group in getattr((flags or {}).get(name), "ties", []):
+            shared = f"{ranks[name][group[0]]}="
+            ranks[name].update(dict.fromkeys(group, shared))
+    headers = ["model", *(["truth"] if truth is not None else []), *results]
+    truth_rank = ({m: i for i, m in enumerate(rank_order(dict(truth)), start=1)}
+                  if truth is not None else {})
+    rows = [[model, *([truth_rank.get(model, "-")] if truth is not None else []),
+             *(ranks[name].get(model, "-") for name in results)]
+            for model in results[first].ranking]
+    return (f"ranks by method (1 = best, = a tie), sorted by {first}\n"
+            + format_table(headers, rows, indent="  "))

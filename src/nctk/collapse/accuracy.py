@@ -62,17 +62,21 @@ def probe_accuracy(features: Any, labels: Any, *, c: float = PROBE_C,
 
 
 def layer_nc1_vs_probe(feature_file: FeatureFile, *, profile: Mapping[str, Mapping] | None = None,
-                       **probe_options: Any) -> dict[str, Any]:
+                       progress: bool = False, **probe_options: Any) -> dict[str, Any]:
     """Per layer, NC1 beside the linear-probe accuracy of that layer (Li et al. Fig. 8).
 
     Returns ``{"layers": {name: {"nc1", "probe_accuracy"}}, "correlation": evaluate(-NC1,
     probe accuracy)}`` with layers in :func:`layer_profile` order (penultimate last).
-    ``profile`` reuses an already computed layer profile.
+    ``profile`` reuses an already computed layer profile; ``progress`` shows a bar of the
+    layers probed on stderr (on a terminal only).
     """
+    from nctk.progress import progress_bar
+
     profile = profile if profile is not None else layer_profile(feature_file)
     where = feature_file.path or feature_file.name
     layers = {}
-    for name in profile:
+    for name in progress_bar(profile, enabled=progress, unit="layer", leave=False,
+                             desc=f"probing {feature_file.name}"):
         x = feature_file.features if name == PENULTIMATE else feature_file.layers[name]
         try:
             accuracy = probe_accuracy(x, feature_file.labels, **probe_options)

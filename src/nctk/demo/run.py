@@ -120,16 +120,19 @@ def select_models(models: Sequence[str] | None) -> list[str]:
 def extract_pool_features(models: Sequence[str], *, batch_size: int = 100,
                           progress: bool = False) -> list[FeatureFile]:
     """Penultimate features, source logits and block-wise features of each model on the
-    shipped target subset, through :mod:`nctk.extract`."""
+    shipped target subset (``demo:target``), through :mod:`nctk.extract`; ``progress``
+    shows a bar of the models done (on a terminal only)."""
     from nctk.extract import extract_features, load_dataset, load_model
+    from nctk.progress import progress_bar
 
-    data = load_dataset(f"npz:{asset(SUBSET)}")
+    data = load_dataset("demo:target")
     pool = []
-    for name in models:
+    for name in progress_bar(models, enabled=progress, desc="extracting", unit="model",
+                             leave=False):
         adapter = load_model(f"demo:{name}")
         # 300 tiny images: loader worker processes would cost more than they save.
         pool.append(extract_features(adapter, data, layers="all", batch_size=batch_size,
-                                     device="cpu", progress=progress, num_workers=0))
+                                     device="cpu", progress=False, num_workers=0))
     return pool
 
 
@@ -141,7 +144,8 @@ def run_demo(*, models: Sequence[str] | None = None, methods: str = "all", seed:
         models: pool members to use (at least 2); all when None.
         methods: ``"all"`` or comma-separated registered method names.
         seed: passed to the methods that take one.
-        progress: show extraction progress bars.
+        progress: show a progress bar of the extraction (on a terminal
+            only).
     """
     import nctk.transfer  # noqa: F401  (registers every method)
     from nctk.collapse import layer_profile

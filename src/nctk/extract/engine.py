@@ -24,13 +24,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from nctk.errors import InputError
 from nctk.extract.cache import Chunk, FeatureCache, cache_key
 from nctk.extract.datasets import LabelledImages, load_dataset, subsample_per_class
 from nctk.extract.models import ModelAdapter, load_model
 from nctk.io import LAYER_PREFIX, FeatureFile, feature_file_from_arrays, save_feature_file
+from nctk.progress import progress_bar
 from nctk.validation import encode_labels
 
 #: Batches per resumable chunk written to the cache.
@@ -230,8 +230,8 @@ def _run(adapter: ModelAdapter, dataset: LabelledImages, positions: np.ndarray,
                 else contextlib.nullcontext())
     chunks: list[Chunk] = []
     pending: list[Chunk] = []
-    bar = tqdm(total=len(dataset), initial=already, unit="img", desc=adapter.name,
-               disable=not progress, file=sys.stderr)
+    bar = progress_bar(total=len(dataset), initial=already, unit="img", desc=adapter.name,
+                       enabled=progress)
     try:
         with torch.inference_mode(), autocast:
             for batch_positions, batch, problems in loader:

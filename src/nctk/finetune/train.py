@@ -31,12 +31,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import Dataset, default_collate
-from tqdm.auto import tqdm
 
 from nctk.errors import InputError
 from nctk.finetune.data import encode_dataset, split_train_val
 from nctk.finetune.methods import METHOD_LABELS, FineTuneNet
 from nctk.io import atomic_path
+from nctk.progress import progress_bar
 
 CHECKPOINT_NAME = "checkpoint.pt"
 
@@ -264,9 +264,9 @@ def finetune(model: nn.Module, train_data: Dataset, *, method: str,
             order = train_idx[torch.randperm(
                 len(train_idx), generator=torch.Generator().manual_seed(
                     _batch_seed(config.seed, epoch, 0))).numpy()]
-            bar = tqdm(range(state["batch"], steps), initial=state["batch"], total=steps,
-                       desc=f"{method} epoch {epoch + 1}/{config.epochs}",
-                       disable=not config.progress, leave=False)
+            bar = progress_bar(range(state["batch"], steps), initial=state["batch"],
+                               total=steps, desc=f"{method} epoch {epoch + 1}/{config.epochs}",
+                               enabled=config.progress, leave=False)
             for b in bar:
                 torch.manual_seed(_batch_seed(config.seed, epoch, b + 1))
                 x, y = _fetch(coded, order[b * config.batch_size:(b + 1) * config.batch_size],

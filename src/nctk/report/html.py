@@ -25,7 +25,10 @@ import nctk
 from nctk.errors import InputError
 from nctk.evaluation import weighted_tau
 from nctk.io import atomic_path
+from nctk.provenance import summary_lines
 from nctk.report import nc_plots, ranking_plots
+from nctk.transfer.guidance import ScoreFlags, method_order
+from nctk.transfer.guidance import recommendation as recommend
 from nctk.transfer.ranking import MethodResult, rank_order
 from nctk.transfer.registry import get_method
 
@@ -47,7 +50,9 @@ def write_report(path: str | os.PathLike, *, title: str, methods: Mapping[str, M
                  evaluation: Mapping[str, Mapping[str, float]] | None = None,
                  truth: Mapping[str, float] | None = None,
                  layers: Mapping[str, Mapping[str, Mapping[str, float]]] | None = None,
-                 notes: Sequence[str] = ()) -> Path:
+                 notes: Sequence[str] = (), flags: Mapping[str, ScoreFlags] | None = None,
+                 recommendation: str | None = None,
+                 provenance: Mapping[str, Any] | None = None) -> Path:
     """Write the HTML report of a ranking to ``path`` (atomically) and return the path.
 
     Args:
@@ -60,17 +65,28 @@ def write_report(path: str | os.PathLike, *, title: str, methods: Mapping[str, M
         truth: model name -> ground-truth accuracy (e.g. after fine-tuning).
         layers: model name -> ``nctk.collapse.layer_profile()`` (layer -> NC metrics).
         notes: free-text lines shown under the title.
+        flags: method -> :class:`~nctk.transfer.guidance.ScoreFlags` (saturated and tied
+            scores, marked in the ranking table).
+        recommendation: the line saying which method is recommended and why (default:
+            :func:`nctk.transfer.guidance.recommendation`).
+        provenance: the :func:`nctk.provenance.provenance` record, shown in its own section.
+
+    Methods are shown with the recommended (default) method first, and the ranking
+    table's rows follow its ranking (else the first method's).
 
     The page is built completely in memory before anything is written: an error leaves
     ``path`` untouched.
     """
     _check_inputs(title, methods)
+    methods = {name: methods[name] for name in method_order(methods)}
     notes = [notes] if isinstance(notes, str) else list(notes)
     generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    models = _model_order(methods, truth)
+    models = _model_order(methods)
+    advice = recommendation or recommend(methods)
     sections: list[tuple[str, str, str]] = [
         ("how-to-read", "How to read this report", _how_to_read(methods, truth)),
-        ("ranking", "Ranking", _ranking_section(methods, truth, models)),
+        ("ranking", "Ranking", f'<p class="lead recommend">{escape(_sentence(advice))}</p>'
+         + _ranking_section(methods, truth, models, flags or {})),
     ]
     if evaluation:
         sections.append(("evaluation", "Evaluation against the ground truth",
@@ -84,6 +100,8 @@ def write_report(path: str | os.PathLike, *, title: str, methods: Mapping[str, M
     if layers:
         sections.append(("layers", "Layer-wise neural collapse", _layers_section(layers)))
     sections.append(("timings", "Timings", _timings_section(methods)))
+    if provenance:
+        sections.append(("provenance", "Provenance", _provenance_section(provenance)))
 
     meta = [f"Generated {escape(generated)}", f"nctk {escape(nctk.__version__)}",
             f"{len(models)} model{'s' if len(models) != 1 else ''}",
@@ -119,17 +137,20 @@ def _template(name: str) -> Template:
     return Template(text)
 
 
-def _model_order(methods: Mapping[str, MethodResult], truth: Mapping[str, float] | None
-                 ) -> list[str]:
-    """Rows of the ranking table: by ground truth when given, else by the first method."""
+def _model_order(methods: Mapping[str, MethodResult]) -> list[str]:
+    """Rows of the ranking table: the first method's ranking (the recommended method comes
+    first), then any model only other methods scored."""
     models: list[str] = []
     for result in methods.values():
         models += [m for m in result.ranking if m not in models]
         models += [m for m in result.scores if m not in models]
-    if truth:
-        known = {m: _float(truth.get(m)) for m in models}
-        return rank_order(known)
     return models
+
+
+def _sentence(text: str) -> str:
+    """``text`` with a capital first letter and a final full stop."""
+    text = text.strip()
+    return text[:1].upper() + text[1:] + ("" if text.endswith(".") else ".")
 
 
 # ---------------------------------------------------------------- formatting helpers
@@ -234,7 +255,7 @@ def _pool_relative(method: str) -> bool:
 
 
 def _ranking_section(methods: Mapping[str, MethodResult], truth: Mapping[str, float] | None,
-                     models: Sequence[str]) -> str:
+                     models: Sequence[str], flags: Mapping[str, ScoreFlags]) -> str:
     ranks = {name: _ranks(result) for name, result in methods.items()}
     group = '<tr class="group"><th class="model" rowspan="2">model</th>'
     sub = '<tr class="sub">'
@@ -258,14 +279,37 @@ def _ranking_section(methods: Mapping[str, MethodResult], truth: Mapping[str, fl
             row += _rank_cell(truth_ranks.get(model), top)
         for name, result in methods.items():
             top = "top" if ranks[name].get(model) == 1 else ""
-            row += _number(result.scores.get(model), specs[name], f"sep {top}")
-            row += _rank_cell(ranks[name].get(model), top)
+            cell = _number(result.scores.get(model), specs[name], f"sep {top}")
+            mark = flags[name].of(model) if name in flags else ""
+            if mark:
+                cell = cell[:-len("</td>")] + _flag_mark(mark, flags[name]) + "</td>"
+            row += cell + _rank_cell(ranks[name].get(model), top)
         rows.append(row)
     legend = ('<p class="legend"><span class="swatch"></span>each method\'s top-1 model'
               + (" and the ground truth's best model" if truth else "")
-              + (". Rows are sorted by the ground truth." if truth
-                 else f". Rows follow the ranking of {escape(next(iter(methods)))}.") + "</p>")
+              + f". Rows follow the ranking of {escape(next(iter(methods)))}."
+              + (" <sup class=\"flag\">sat</sup> = the score is at the method's upper bound "
+                 "(saturated), <sup class=\"flag\">tie</sup> = equal to another model's: "
+                 "the method does not separate those models." if flags else "") + "</p>")
     return _table(group + "</tr>" + sub + "</tr>", rows) + legend
+
+
+def _flag_mark(mark: str, flag: ScoreFlags) -> str:
+    """Superscript marks for a flagged score, with the reason as a tooltip."""
+    parts = []
+    if "saturated" in mark:
+        parts.append(f'<sup class="flag" title="at the upper bound {flag.upper_bound:g}">'
+                     "sat</sup>")
+    if "tie" in mark:
+        parts.append('<sup class="flag" title="equal to another model\'s score">tie</sup>')
+    return "".join(parts)
+
+
+def _provenance_section(record: Mapping[str, Any]) -> str:
+    rows = [f'<th class="model">{escape(label)}</th><td class="text">{escape(text)}</td>'
+            for label, text in summary_lines(record)]
+    return ('<p class="lead">What this ranking was computed from (also in the JSON output, '
+            "under <code>provenance</code>).</p>" + _table("", rows))
 
 
 def _rank_cell(rank: int | None, css: str) -> str:

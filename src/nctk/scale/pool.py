@@ -16,18 +16,16 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import sys
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
-
 from nctk.errors import InputError
 from nctk.extract.datasets import LabelledImages
 from nctk.extract.models import ModelAdapter
 from nctk.io import save_feature_file
+from nctk.progress import progress_bar
 from nctk.scale.unit import (
     ExtractSettings,
     ModelRecord,
@@ -75,8 +73,7 @@ def run_models(models: Sequence[Model], job: PoolJob, executor: Any, *,
                                   extract=dataclasses.replace(job.extract, progress=False))
     finished: list[ModelRecord] = []
     failed = 0
-    bar = tqdm(total=len(models), unit="model", desc="models", file=sys.stderr,
-               disable=not progress, dynamic_ncols=True)
+    bar = progress_bar(total=len(models), unit="model", desc="models", enabled=progress)
     try:
         for outcome in executor.map_unordered(run_model, job, list(models)):
             record = outcome.value if outcome.error is None else ModelRecord(

@@ -110,6 +110,9 @@ register(Method(
     name="hscore",
     score=hscore,
     summary="H-score: tr(cov(f)^+ cov(E[f|y])) (Bao et al., ICIP 2019)",
+    # cov f = cov g + within-class covariance, and cov g has rank <= C - 1: H <= C - 1,
+    # reached when the features are collapsed onto their class means
+    upper_bound=lambda num_classes, **_: float(num_classes - 1),
 ))
 register(Method(
     name="reg_hscore",

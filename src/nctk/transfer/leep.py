@@ -192,10 +192,13 @@ def nleep(features: Any, labels: Any, *, ratio: float = 5, seed: int = 0,
 
 register(Method(
     name="leep", score=leep, input="source_logits",
-    summary="LEEP: log expected empirical prediction from the source head (Nguyen et al. 2020)"))
+    summary="LEEP: log expected empirical prediction from the source head (Nguyen et al. 2020)",
+    upper_bound=lambda num_classes, log=True, **_: 0.0 if log else 1.0))
 register(Method(
     name="nce", score=nce, input="source_logits",
-    summary="NCE: negative conditional entropy of target given source labels (Tran et al. 2019)"))
+    summary="NCE: negative conditional entropy of target given source labels (Tran et al. 2019)",
+    upper_bound=lambda num_classes, **_: 0.0))
 register(Method(
     name="nleep", score=nleep,
-    summary="NLEEP: LEEP on Gaussian-mixture responsibilities of the features (Li et al. 2021)"))
+    summary="NLEEP: LEEP on Gaussian-mixture responsibilities of the features (Li et al. 2021)",
+    upper_bound=lambda num_classes, log=True, **_: 0.0 if log else 1.0))

@@ -120,4 +120,5 @@ def parc(features: Any, labels: Any, *, dim: int = PARC_DIM,
 register(Method(
     name="parc", score=parc,
     summary="PARC: Spearman correlation of feature and label dissimilarity matrices "
-            "(Bolya et al. 2021)"))
+            "(Bolya et al. 2021)",
+    upper_bound=lambda num_classes, **_: 100.0))  # 100 x a Spearman correlation

@@ -2,6 +2,10 @@
 
 The CLI, the benchmarks and ``--method all`` read this registry; nothing else keeps a
 list of methods. A method module registers itself at import with :func:`register`.
+
+:data:`DEFAULT_METHOD` names the method ``nctk rank`` runs by default, lists first, sorts
+its tables by and recommends (with the reason its ``recommendation`` gives). Names are
+looked up case-insensitively, ``-`` standing for ``_`` (``LogME``, ``reg-hscore``).
 """
 
 from __future__ import annotations
@@ -34,6 +38,11 @@ class Method:
             into scores (e.g. NCTI's min-max normalisation over the pool).
         combine_options: names of the options consumed by ``combine`` rather than
             ``components`` (e.g. NCTI's term weights).
+        recommendation: for the default method, one sentence saying why it is recommended
+            (shown by ``nctk rank`` and the report).
+        upper_bound: ``(num_classes, **options) -> float``: the largest score the method
+            can give (H-score: C - 1, SFDA: 1); a model at it is flagged as saturated,
+            since the method can no longer tell it from another model at the bound.
     """
 
     name: str
@@ -43,6 +52,8 @@ class Method:
     components: Callable[..., Components] | None = None
     combine: Combiner | None = None
     combine_options: tuple[str, ...] = ()
+    recommendation: str = ""
+    upper_bound: Callable[..., float] | None = None
 
     @property
     def pool_relative(self) -> bool:
@@ -50,6 +61,9 @@ class Method:
 
 
 _REGISTRY: dict[str, Method] = {}
+
+#: The method ``nctk rank`` runs when ``--method`` is not given (see the module docstring).
+DEFAULT_METHOD = "ncti"
 
 
 def register(method: Method) -> Method:
@@ -67,19 +81,31 @@ def available_methods() -> list[str]:
     return list(_REGISTRY)
 
 
+def canonical_name(name: str) -> str:
+    """The registry key a user's spelling means: lower case, ``-`` as ``_``."""
+    return name.strip().lower().replace("-", "_")
+
+
 def get_method(name: str) -> Method:
-    """Look a method up by name; unknown names raise InputError listing the choices."""
+    """Look a method up by name (case-insensitive); unknown names raise InputError listing
+    the choices."""
     try:
-        return _REGISTRY[name]
+        return _REGISTRY[canonical_name(name)]
     except KeyError:
         raise InputError(f"unknown method '{name}'; choose from "
                          f"{', '.join(available_methods())} or all") from None
 
 
+def default_method() -> Method:
+    """The registered method named :data:`DEFAULT_METHOD`."""
+    return get_method(DEFAULT_METHOD)
+
+
 def resolve_methods(spec: str) -> list[Method]:
-    """``"all"`` or a comma-separated list of names -> methods, in the order given."""
-    names = available_methods() if spec.strip() == "all" else [
+    """``"all"`` or a comma-separated list of names -> methods, in the order given (any
+    case; a method named twice is kept once)."""
+    names = available_methods() if canonical_name(spec) == "all" else [
         s.strip() for s in spec.split(",") if s.strip()]
     if not names:
         raise InputError("no method given")
-    return [get_method(n) for n in names]
+    return list({m.name: m for m in map(get_method, names)}.values())

@@ -109,4 +109,5 @@ register(Method(
     name="sfda",
     score=sfda_score,
     summary="Self-challenging Fisher discriminant analysis (Shao et al., ECCV 2022)",
+    upper_bound=lambda num_classes, **_: 1.0,  # a mean posterior probability
 ))
