@@ -474,9 +474,9 @@ def test_subsampling_methods_say_so(tmp_path, capsys, monkeypatch):
     paths = _small_pool(tmp_path, n=200, classes=4)
     code, out, err = _run(capsys, "rank", *paths, "--method", "nleep,parc,ncti", "--seed", 3)
     assert code == 0, err
-    assert "note: nleep: scored a stratified subsample of 60 of the 200 samples (seed 3)" in out
-    assert "note: parc: scored a stratified subsample of 60 of the 200 samples (seed 3)" in out
-    assert "ncti: scored" not in out
+    assert "  - nleep: scored a stratified subsample of 60 of the 200 samples (seed 3)" in err
+    assert "  - parc: scored a stratified subsample of 60 of the 200 samples (seed 3)" in err
+    assert "ncti: scored" not in err and "scored a" not in out  # notes go to stderr
 
 
 def test_table_aligns_numbers_right_and_text_left():
