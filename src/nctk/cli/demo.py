@@ -33,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "the CIFAR-10 classes dog, frog, horse, ship, truck with every method, "
                     "and compare each ranking with the measured fine-tuning accuracies.")
     parser.add_argument("--out", default="nctk-demo", metavar="DIR",
-                        help="output folder (default: ./nctk-demo)")
+                        help="output folder (default: %(default)s in the current folder)")
     parser.add_argument("--methods", default="all", metavar="NAME[,NAME...]|all",
                         help="transferability methods to run (default: all)")
     parser.add_argument("--models", metavar="NAME,NAME,...",
