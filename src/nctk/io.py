@@ -26,6 +26,7 @@ from nctk.npz import read_npz
 from nctk.validation import check_matrix, check_same_length
 
 LAYER_PREFIX = "layer:"
+SOURCE_ACCURACY = "source_accuracy"
 
 
 @dataclass
@@ -39,6 +40,8 @@ class FeatureFile:
         source_logits: (N, Cs) float or None.
         layers: ordered mapping layer name -> (N, d_l) float, in file order.
         path: where it was read from (None when built in memory).
+        source_accuracy: the model's accuracy on its source task (e.g. ImageNet-1K acc@1
+            in %, from torchvision's weights metadata), or None when unknown.
     """
 
     name: str
@@ -47,6 +50,7 @@ class FeatureFile:
     source_logits: np.ndarray | None = None
     layers: dict[str, np.ndarray] = field(default_factory=dict)
     path: str | None = None
+    source_accuracy: float | None = None
 
 
 def load_feature_file(path: str | os.PathLike, *, require_logits: bool = False) -> FeatureFile:
@@ -93,18 +97,28 @@ def feature_file_from_arrays(name: str, arrays: Mapping[str, Any], *, path: str 
             layer = check_matrix(value, key)
             check_same_length([(key, layer)], features.shape[0])
             layers[key[len(LAYER_PREFIX):]] = layer
+    accuracy = None
+    if SOURCE_ACCURACY in arrays:
+        value = np.asarray(arrays[SOURCE_ACCURACY])
+        if value.shape != () or value.dtype.kind not in "fiu" or not np.isfinite(value):
+            raise InputError(f"expected one finite number, got {value.dtype} array of shape "
+                             f"{value.shape}", array=SOURCE_ACCURACY)
+        accuracy = float(value)
     return FeatureFile(name=name, features=features, labels=labels, source_logits=logits,
-                       layers=layers, path=path)
+                       layers=layers, path=path, source_accuracy=accuracy)
 
 
 def save_feature_file(path: str | os.PathLike, features: np.ndarray, labels: np.ndarray, *,
                       source_logits: np.ndarray | None = None,
-                      layers: Mapping[str, np.ndarray] | None = None) -> Path:
+                      layers: Mapping[str, np.ndarray] | None = None,
+                      source_accuracy: float | None = None) -> Path:
     """Write a feature file atomically (temporary file, then rename)."""
     arrays: dict[str, np.ndarray] = {"features": np.asarray(features),
                                      "labels": np.asarray(labels)}
     if source_logits is not None:
         arrays["source_logits"] = np.asarray(source_logits)
+    if source_accuracy is not None:
+        arrays[SOURCE_ACCURACY] = np.asarray(float(source_accuracy))
     for name, value in (layers or {}).items():
         arrays[LAYER_PREFIX + name] = np.asarray(value)
     path = Path(path)
@@ -142,9 +156,12 @@ def check_pool_labels(pool: Sequence[FeatureFile]) -> None:
                              file=other.path or other.name, array="labels")
 
 
-def load_ground_truth(path: str | os.PathLike, models: Sequence[str] | None = None
-                      ) -> dict[str, float]:
-    """Read a ground-truth JSON ``{model: accuracy}``; check it covers ``models``."""
+def load_ground_truth(path: str | os.PathLike, models: Sequence[str] | None = None, *,
+                      what: str = "accuracy") -> dict[str, float]:
+    """Read a ground-truth JSON ``{model: accuracy}``; check it covers ``models``.
+
+    ``what`` names the values in the messages (the same format serves priors).
+    """
     where = str(path)
     try:
         with open(path, encoding="utf-8") as handle:
@@ -154,7 +171,7 @@ def load_ground_truth(path: str | os.PathLike, models: Sequence[str] | None = No
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InputError(f"not a readable JSON file ({exc})", file=where) from None
     if not isinstance(data, dict):
-        raise InputError("expected a JSON object {model: accuracy}", file=where)
+        raise InputError(f"expected a JSON object {{model: {what}}}", file=where)
     truth: dict[str, float] = {}
     for key, value in data.items():
         number = isinstance(value, int | float) and not isinstance(value, bool)
@@ -164,7 +181,7 @@ def load_ground_truth(path: str | os.PathLike, models: Sequence[str] | None = No
     if models is not None:
         missing = [m for m in models if m not in truth]
         if missing:
-            raise InputError(f"no accuracy for model(s) {missing}", file=where)
+            raise InputError(f"no {what} for model(s) {missing}", file=where)
     return truth
 
 

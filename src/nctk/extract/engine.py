@@ -111,7 +111,9 @@ def extract_features(model: ModelAdapter | str | torch.nn.Module,
                                                       skip_bad_images)
     cache = FeatureCache(cache_dir, cache_key(material)) if cache_dir is not None else None
     if cache is not None and cache.finished():
-        return _from_cache(cache, adapter.name)
+        result = _from_cache(cache, adapter.name)
+        result.source_accuracy = adapter.source_accuracy
+        return result
 
     chunks = list(cache.chunks()) if cache is not None else []
     done = np.zeros(len(dataset), dtype=bool)
@@ -124,6 +126,7 @@ def extract_features(model: ModelAdapter | str | torch.nn.Module,
                        skip_bad_images=skip_bad_images, chunk_batches=chunk_batches,
                        cache=cache, already=int(done.sum()))
     result, skipped = _assemble(adapter.name, dataset, chunks, layer_names)
+    result.source_accuracy = adapter.source_accuracy
     if skipped:
         notice(f"{adapter.name}: skipped {len(skipped)} unreadable image(s); first: {skipped[0]}")
     if cache is not None:
@@ -370,5 +373,6 @@ def write_pool(pool: Sequence[FeatureFile], out_dir: str | os.PathLike) -> list[
     for result in pool:
         paths.append(save_feature_file(Path(out_dir) / f"{result.name}.npz", result.features,
                                        result.labels, source_logits=result.source_logits,
-                                       layers=result.layers))
+                                       layers=result.layers,
+                                       source_accuracy=result.source_accuracy))
     return paths

@@ -163,13 +163,17 @@ class ModelAdapter:
         head: the source classification ``nn.Linear`` or None.
         identity: a string identifying the weights for the cache (None: a hash of the
             parameters is used, e.g. for randomly initialised models).
+        source_accuracy: the weights' accuracy on their source task when their metadata
+            carries it (torchvision: ImageNet-1K acc@1 in %), else None; recorded in the
+            feature files as a data-free prior for ``nctk rank``.
     """
 
     def __init__(self, module: nn.Module, *, name: str, transform: Transform,
                  head: nn.Module | None = None, identity: str | None = None,
                  run: RunFn | None = None, units: Sequence[str] | None = None,
-                 hookable: bool = True):
+                 hookable: bool = True, source_accuracy: float | None = None):
         self.module = module
+        self.source_accuracy = source_accuracy
         self.name = safe_name(name)
         self.transform = transform
         self.head = head
@@ -373,7 +377,17 @@ def _torchvision_model(spec: str, rest: str, name: str | None, image_size: int |
     identity = f"torchvision:{arch}:{weights.name}" if weights is not None else None
     default_name = arch if weights is None else f"{arch}.{weights.name}"
     return ModelAdapter(module, name=name or default_name, transform=transform,
-                        head=find_head(module), identity=identity)
+                        head=find_head(module), identity=identity,
+                        source_accuracy=imagenet_top1(weights))
+
+
+def imagenet_top1(weights: Any) -> float | None:
+    """ImageNet-1K acc@1 (%) from a torchvision weights enum's metadata, offline; None for
+    random weights or metadata without it."""
+    if weights is None:
+        return None
+    value = weights.meta.get("_metrics", {}).get("ImageNet-1K", {}).get("acc@1")
+    return float(value) if isinstance(value, int | float) else None
 
 
 def _timm_model(spec: str, rest: str, name: str | None, image_size: int | None
