@@ -112,7 +112,8 @@ def test_hscore_and_sfda_at_their_upper_bounds_are_saturated():
 
 
 def test_rank_sorts_by_the_default_flags_saturation_and_groups_notes_on_stderr(
-        pool, capsys, tmp_path):
+        pool, capsys, tmp_path, monkeypatch):
+    monkeypatch.setattr(registry, "DEFAULT_METHOD", "ncti")  # a default with a flagless block
     paths, truth = pool
     out_json = tmp_path / "out.json"
     code, out, err = _run(capsys, "rank", *paths, "--method", "HScore,logme,NCTI",
@@ -202,7 +203,8 @@ class _Page(HTMLParser):
 
 
 def test_report_sorted_by_the_default_with_flags_recommendation_and_provenance(
-        pool, capsys, tmp_path):
+        pool, capsys, tmp_path, monkeypatch):
+    monkeypatch.setattr(registry, "DEFAULT_METHOD", "ncti")
     paths, truth = pool
     report = tmp_path / "r.html"
     out_json = tmp_path / "r.json"

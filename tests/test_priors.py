@@ -85,7 +85,7 @@ def test_recorded_prior_needs_every_file():
     assert "torchvision" in prior.source
     assert recorded_prior([_file("a"), _file("b")]) == (None, None)
     prior, note = recorded_prior([_file("a", 70.0), _file("b")])
-    assert prior is None and "1 of 2 feature files record no source accuracy (b)" in note
+    assert prior is None and "1 of 2 models record no source accuracy (b)" in note
 
 
 def test_load_prior_keeps_the_pool_models_and_wins_over_recorded(tmp_path):

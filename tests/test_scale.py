@@ -247,8 +247,8 @@ def test_cli_some_models_fail_during_extraction(checkpoints, tmp_path, capsys, m
     monkeypatch.setattr(unit, "extract_features", failing)
     models = ",".join(specs[:3])
     common = ["--data", data, "--cache-dir", tmp_path / "cache", "--no-progress"]
-    code, out, err = _cli(capsys, "rank", "--models", models, *common, "--json",
-                          tmp_path / "out.json")
+    code, out, err = _cli(capsys, "rank", "--models", models, *common, "--method", "ncti",
+                          "--json", tmp_path / "out.json")
     assert code == 1
     lines = err.strip().splitlines()
     assert lines[0] == (f"nctk rank: error: model {specs[1]}: target.npz[3]: cannot read "

@@ -19,12 +19,19 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from nctk.io import FeatureFile, load_ground_truth
+from nctk.io import load_ground_truth
 
 RECORDED_SOURCE = ("source_accuracy recorded in the feature files (torchvision: ImageNet-1K "
                    "acc@1 of the weights' metadata)")
+
+
+class Scored(Protocol):
+    """A model of a pool as the priors see it: a FeatureFile or an nctk.scale ModelRecord."""
+
+    name: str
+    source_accuracy: float | None
 
 
 @dataclass(frozen=True)
@@ -51,19 +58,21 @@ def load_prior(path: str | os.PathLike, models: Sequence[str] | None = None) -> 
     return Prior(values, f"--prior {path}")
 
 
-def recorded_prior(pool: Sequence[FeatureFile]) -> tuple[Prior | None, str | None]:
+def recorded_prior(pool: Sequence[Scored]) -> tuple[Prior | None, str | None]:
     """The prior recorded in the feature files, or None with a note when some lack it."""
     missing = [f.name for f in pool if f.source_accuracy is None]
+    if not pool:
+        return None, None
     if not missing:
         return Prior({f.name: float(f.source_accuracy) for f in pool}, RECORDED_SOURCE), None
     if len(missing) == len(pool):
         return None, None
-    return None, (f"no automatic prior: {len(missing)} of {len(pool)} feature files record no "
+    return None, (f"no automatic prior: {len(missing)} of {len(pool)} models record no "
                   f"source accuracy ({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''}"
                   "); pass --prior FILE.json")
 
 
-def resolve_prior(path: str | None, pool: Sequence[FeatureFile]
+def resolve_prior(path: str | None, pool: Sequence[Scored]
                   ) -> tuple[Prior | None, str | None]:
     """``--prior`` when given, else the recorded prior; (prior or None, note or None)."""
     if path is not None:

@@ -2,10 +2,13 @@
 
 Two ways in (design.md, "Command line"):
 
-* ``nctk rank FEATURES.npz... --method ncti,...|all`` scores saved feature files;
+* ``nctk rank FEATURES.npz... --method recommended,ncti,...|all`` scores saved feature
+  files (default: ``recommended``, the rank average of NCTI, ETran and a prior);
 * ``nctk rank --models SPEC,SPEC --data SPEC`` extracts and scores one model per unit of
   work through :mod:`nctk.scale` (``--executor loop|ray``; torch is imported only then).
 
+A data-free prior (``--prior FILE.json``, else the source accuracy recorded for every
+model, see :mod:`nctk.priors`) goes to the methods that take one (``recommended``).
 It prints one table per method, the recommended (default) method first, then an overview
 of every method's ranks sorted by it (and the rank correlations when ``--ground-truth`` is
 given) and which method is recommended and why; it optionally writes the contract's JSON
@@ -34,6 +37,7 @@ from nctk.cli._table import fmt_number, format_table
 from nctk.errors import InputError
 from nctk.evaluation import STATISTICS, evaluate, undefined_reason
 from nctk.io import FeatureFile, load_ground_truth, load_pool, write_json
+from nctk.priors import Prior, load_prior, resolve_prior
 from nctk.validation import encode_labels
 
 #: NCTI's term weights, in the order of ``--ncti-weights`` (its ``combine_options``).
@@ -54,6 +58,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_method_arguments(parser)
     parser.add_argument("--ground-truth", metavar="GT.json",
                         help="JSON {model: accuracy}; adds weighted tau and other correlations")
+    parser.add_argument("--prior", metavar="PRIOR.json",
+                        help="JSON {model: value}, higher = better, needing no target data "
+                             "(e.g. source accuracy); used by 'recommended' (default: the "
+                             "source accuracy recorded for the models, when all have one)")
     parser.add_argument("--json", metavar="OUT.json", help="write scores and evaluation as JSON")
     parser.add_argument("--report", metavar="OUT.html", help="write a self-contained HTML report")
     extract = parser.add_argument_group("extracting features first (instead of FEATURES.npz)")
@@ -103,18 +111,24 @@ def run(args: argparse.Namespace) -> int:
     methods = resolve(args.method)
     weights = parse_weights(args.ncti_weights)
     if extracting(args):
-        check_outputs([args.json, args.report], [], args.ground_truth)
+        check_outputs([args.json, args.report], [], args.ground_truth, args.prior)
         if args.ground_truth:
             load_ground_truth(args.ground_truth)  # a bad file fails before any extraction
-        results, notes, failures, total, source = rank_extracted(args, methods, weights)
+        if args.prior:
+            load_prior(args.prior)
+        results, notes, failures, total, source, prior = rank_extracted(args, methods,
+                                                                        weights)
         if not results:
             return report_failures("rank", failures, total)
     else:
         pool = load_pool(features_given(args))
-        check_outputs([args.json, args.report], pool, args.ground_truth)
+        check_outputs([args.json, args.report], pool, args.ground_truth, args.prior)
         check_labels(pool)
+        prior, prior_note = resolve_prior(args.prior, pool)
         methods, notes = drop_unrunnable(methods, pool, args.method)
-        results = rank_with_options(pool, methods, seed=args.seed, ncti_weights=weights)
+        notes += [prior_note] if prior_note else []
+        results = rank_with_options(pool, methods, seed=args.seed, ncti_weights=weights,
+                                    prior=prior.values if prior else None)
         notes += subsample_notes(methods, pool[0].features.shape[0], args.seed)
         failures, total = [], len(pool)
         source = {"feature_files": [f.path or f.name for f in pool], "labels": pool[0].labels}
@@ -130,9 +144,10 @@ def run(args: argparse.Namespace) -> int:
                   if truth is not None else None)
     flags = pool_flags(results, num_classes=len(set(source["labels"].tolist())),
                        options=options)
-    notes += flag_notes(flags) + evaluation_notes(results, truth)
+    notes += member_notes(results, prior) + flag_notes(flags) + evaluation_notes(results, truth)
+    prior_evaluation = evaluate(prior.values, truth) if prior and truth is not None else None
     advice = recommendation(results)
-    print(format_results(results, truth, evaluation, flags))
+    print(format_results(results, truth, evaluation, flags, prior, prior_evaluation))
     print("\n" + advice)
     origin = provenance(labels=source["labels"], data=source.get("data"),
                         feature_files=source.get("feature_files"), models=source.get("models"),
@@ -142,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
                         if source.get("data") else None)
     written = []
     if args.json:
-        data = result_json(results, evaluation)
+        data = result_json(results, evaluation, prior, prior_evaluation)
         if failures:
             data["failed"] = {record.spec: record.error for record in failures}
         data["provenance"] = origin
@@ -226,10 +241,14 @@ def features_given(args: argparse.Namespace) -> list[str]:
 
 def rank_extracted(args: argparse.Namespace, methods: Sequence[Any],
                    weights: Mapping[str, float] | None
-                   ) -> tuple[dict[str, Any], list[str], list[Any], int, dict[str, Any]]:
+                   ) -> tuple[dict[str, Any], list[str], list[Any], int, dict[str, Any],
+                              Prior | None]:
     """Extract and score every ``--models`` spec through the chosen executor (one unit of
     work per model, see :mod:`nctk.scale`): (results, notes, failed records, models, where
-    the features came from: data spec, labels, model specs, cache)."""
+    the features came from: data spec, labels, model specs, cache; the prior). The prior
+    (``--prior``, else the source accuracy every model's weights recorded) is known once
+    the models are loaded: ``recommended`` is combined with it then, from the per-model
+    terms."""
     if not args.models or not args.data:
         raise InputError("--models and --data go together", file="--models" if not args.models
                          else "--data")
@@ -260,7 +279,16 @@ def rank_extracted(args: argparse.Namespace, methods: Sequence[Any],
     source = {"data": args.data, "labels": dataset.label_values(),
               "models": {r.name: r.spec for r in run.records},
               "cache_dir": settings.cache_dir}
-    return run.results, run.notes, run.failures, len(specs), source
+    prior, note = resolve_prior(args.prior, run.records)
+    if prior is not None and "recommended" in run.results:
+        from nctk.transfer.ranking import combine_terms
+        from nctk.transfer.registry import get_method
+
+        run.results["recommended"] = combine_terms(
+            get_method("recommended"), {r.name: r.terms["recommended"] for r in run.records},
+            run.results["recommended"].seconds, prior=prior.values)
+    notes = run.notes + ([note] if note else [])
+    return run.results, notes, run.failures, len(specs), source, prior
 
 
 def check_pool_size(models: int, where: str) -> None:
@@ -310,10 +338,10 @@ def check_labels(pool: Sequence[FeatureFile]) -> None:
 
 
 def check_outputs(outputs: Sequence[str | None], pool: Sequence[FeatureFile],
-                  ground_truth: str | None) -> None:
-    """Refuse an output path that is one of the inputs (it would be overwritten)."""
-    inputs = {_real(f.path) for f in pool if f.path} | ({_real(ground_truth)}
-                                                        if ground_truth else set())
+                  *others: str | None) -> None:
+    """Refuse an output path that is one of the inputs (feature files, ground truth, prior):
+    it would be overwritten."""
+    inputs = {_real(f.path) for f in pool if f.path} | {_real(p) for p in others if p}
     for out in outputs:
         if out and _real(out) in inputs:
             raise InputError("is also an input file; refusing to overwrite it", file=out)
@@ -324,24 +352,47 @@ def _real(path: str | os.PathLike) -> str:
 
 
 def method_options(method: Any, *, seed: int | None = None,
-                   ncti_weights: Mapping[str, float] | None = None) -> dict[str, Any]:
+                   ncti_weights: Mapping[str, float] | None = None,
+                   prior: Mapping[str, float] | None = None) -> dict[str, Any]:
     """The CLI options ``method`` takes: ``seed`` where its function has a ``seed``
-    parameter, the NCTI weights where its ``combine_options`` name them."""
-    candidates = dict(ncti_weights or {})
+    parameter, the NCTI weights and the prior where its ``combine_options`` name them."""
+    candidates: dict[str, Any] = dict(ncti_weights or {})
     if seed is not None:
         candidates["seed"] = seed
+    if prior is not None:
+        candidates["prior"] = prior
     return supported_options(method, candidates)
 
 
 def rank_with_options(pool: Sequence[FeatureFile], methods: Sequence[Any], *,
                       seed: int | None = None,
-                      ncti_weights: Mapping[str, float] | None = None) -> dict[str, Any]:
+                      ncti_weights: Mapping[str, float] | None = None,
+                      prior: Mapping[str, float] | None = None) -> dict[str, Any]:
     """``rank_pool_methods`` with the options each method takes (:func:`method_options`):
     every model's statistics are computed once and shared by all the methods."""
     from nctk.transfer.ranking import rank_pool_methods
 
     return rank_pool_methods(pool, methods, {
-        m.name: method_options(m, seed=seed, ncti_weights=ncti_weights) for m in methods})
+        m.name: method_options(m, seed=seed, ncti_weights=ncti_weights, prior=prior)
+        for m in methods})
+
+
+def _integral(value: float) -> float | int:
+    """A rank as an int when it is whole (ties give halves)."""
+    return int(value) if float(value).is_integer() else value
+
+
+def member_notes(results: Mapping[str, Any], prior: Prior | None) -> list[str]:
+    """For ``recommended``: which members it averaged, and where the prior came from."""
+    if "recommended" not in results:
+        return []
+    from nctk.transfer.recommended import members_used
+
+    members = ", ".join(members_used(results["recommended"].components))
+    if prior is None:
+        return [f"recommended: mean rank of {members}; no prior (give --prior PRIOR.json, or "
+                "extract torchvision models, whose weights record their ImageNet top-1)"]
+    return [f"recommended: mean rank of {members}; prior = {prior.source}"]
 
 
 def evaluation_notes(results: Mapping[str, Any], truth: Mapping[str, float] | None
@@ -357,31 +408,42 @@ def evaluation_notes(results: Mapping[str, Any], truth: Mapping[str, float] | No
     return notes
 
 
-def result_json(results: Mapping[str, Any], evaluation: Mapping[str, dict] | None
+def result_json(results: Mapping[str, Any], evaluation: Mapping[str, dict] | None,
+                prior: Prior | None = None, prior_evaluation: Mapping[str, float] | None = None
                 ) -> dict[str, Any]:
-    """The ``--json`` object of design.md: ``methods`` and, with a ground truth, ``evaluation``."""
+    """The ``--json`` object of design.md: ``methods`` and, with a ground truth, ``evaluation``;
+    with a prior also ``prior: {source, values[, evaluation]}``."""
     data: dict[str, Any] = {"methods": {name: r.to_json() for name, r in results.items()}}
     if evaluation is not None:
         data["evaluation"] = {name: dict(ev) for name, ev in evaluation.items()}
+    if prior is not None:
+        data["prior"] = prior.to_json()
+        if prior_evaluation is not None:
+            data["prior"]["evaluation"] = dict(prior_evaluation)
     return data
 
 
 def format_results(results: Mapping[str, Any], truth: Mapping[str, float] | None,
                    evaluation: Mapping[str, dict] | None,
-                   flags: Mapping[str, Any] | None = None) -> str:
+                   flags: Mapping[str, Any] | None = None, prior: Prior | None = None,
+                   prior_evaluation: Mapping[str, float] | None = None) -> str:
     """The terminal output: one ranking block per method (in the order given: the caller
-    puts the recommended method first), a saturated or tied score flagged in a last column;
-    with several methods an overview of their ranks, rows in the first method's order; with
-    a ground truth a summary of the correlations."""
+    puts the recommended method first; ``recommended`` with each member's rank), a
+    saturated or tied score flagged in a last column; the prior's agreement with the
+    truth; with several methods an overview of their ranks, rows in the first method's
+    order; with a ground truth a summary of the correlations."""
     flags = flags or {}
     blocks = []
     for name, result in results.items():
         flag = flags.get(name)
-        headers = (["rank", "model", "score"] + (["truth"] if truth is not None else [])
-                   + (["flag"] if flag else []))
+        first = next(iter(result.components.values()), {}) if result.components else {}
+        member_ranks = [k for k in first if k.endswith("_rank")]
+        headers = (["rank", "model", "score"] + [k.replace("_", " ") for k in member_ranks]
+                   + (["truth"] if truth is not None else []) + (["flag"] if flag else []))
         rows = []
         for position, model in enumerate(result.ranking, start=1):
             row: list[Any] = [position, model, result.scores[model]]
+            row += [_integral(result.components[model][k]) for k in member_ranks]
             if truth is not None:
                 row.append(truth[model])
             if flag:
@@ -394,6 +456,10 @@ def format_results(results: Mapping[str, Any], truth: Mapping[str, float] | None
             block.append("  " + "   ".join(
                 f"{STAT_TITLES[k]} {fmt_number(ev[k], 3, scientific=False)}" for k in STATISTICS))
         blocks.append("\n".join(block))
+    if prior_evaluation is not None:
+        blocks.append(f"prior ({prior.source})\n  " + "   ".join(
+            f"{STAT_TITLES[k]} {fmt_number(prior_evaluation[k], 3, scientific=False)}"
+            for k in STATISTICS))
     if len(results) > 1:
         blocks.append(rank_overview(results, truth, flags))
     if evaluation is not None and len(results) > 1:

@@ -44,6 +44,8 @@ KNOWN_TERMS = ("seli", "ncc", "vc")
 _RAW_TOKENS = {"raw"}
 _NORMALISED_TOKENS = {"norm", "normalised", "normalized"}
 PNG_DPI = 100
+#: The rank-average method, whose components (member scores and ranks) get their own section.
+RECOMMENDED = "recommended"
 
 
 def write_report(path: str | os.PathLike, *, title: str, methods: Mapping[str, MethodResult],
@@ -88,6 +90,9 @@ def write_report(path: str | os.PathLike, *, title: str, methods: Mapping[str, M
         ("ranking", "Ranking", f'<p class="lead recommend">{escape(_sentence(advice))}</p>'
          + _ranking_section(methods, truth, models, flags or {})),
     ]
+    if RECOMMENDED in methods and methods[RECOMMENDED].components:
+        sections.append(("recommended", "The recommended ranking and its members",
+                         _recommended_section(methods[RECOMMENDED])))
     if evaluation:
         sections.append(("evaluation", "Evaluation against the ground truth",
                          _evaluation_section(methods, evaluation)))
@@ -422,9 +427,42 @@ def _components_table(comps: Mapping[str, Mapping[str, float]], order: Sequence[
     return _table(group + sub, rows)
 
 
+def _recommended_section(result: MethodResult) -> str:
+    """Each member's score and rank (1 = best) beside the recommended score and rank."""
+    first = next(iter(result.components.values()))
+    members = [k[:-len("_rank")] for k in first if k.endswith("_rank")]
+    group = ('<tr class="group"><th class="model" rowspan="2">model</th>'
+             '<th class="sep" colspan="2">recommended</th>'
+             + "".join(f'<th class="sep" colspan="2">{escape(m)}</th>' for m in members)
+             + "</tr>")
+    sub = '<tr class="sub">' + '<th class="sep">mean rank</th><th>rank</th>' + "".join(
+        '<th class="sep">score</th><th>rank</th>' for _ in members) + "</tr>"
+    ranks = _ranks(result)
+    spec = _column_spec(result.scores.values())
+    specs = {m: _column_spec(c.get(m) for c in result.components.values()) for m in members}
+    rows = []
+    for model in result.ranking:
+        comps = result.components.get(model, {})
+        top = "top" if ranks.get(model) == 1 else ""
+        row = (_model_cell(model) + _number(result.scores.get(model), spec, f"sep {top}")
+               + _rank_cell(ranks.get(model), top))
+        for member in members:
+            row += _number(comps.get(member), specs[member], "sep")
+            rank = _float(comps.get(member + "_rank"))
+            row += f'<td class="rank">{format(rank, "g") if math.isfinite(rank) else "—"}</td>'
+        rows.append(row)
+    return ('<p class="lead">nctk\'s recommendation is the mean of the ranks its members give '
+            f"each model (higher mean rank = better; members: {escape(', '.join(members))}). "
+            "NCTI and ETran are estimated from the target features; a prior, when given, is a "
+            "data-free value per model (e.g. its ImageNet top-1). Ranks: 1 = best, ties "
+            "averaged.</p>" + _table(group + sub, rows))
+
+
 def _components_section(methods: Mapping[str, MethodResult]) -> str:
     parts = []
     for name, result in methods.items():
+        if name == RECOMMENDED:  # shown in its own section
+            continue
         comps = {m: c for m, c in (result.components or {}).items() if c}
         if not comps:
             continue

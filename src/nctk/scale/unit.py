@@ -91,6 +91,8 @@ class ModelRecord:
         extract_seconds: seconds spent loading and extracting this time.
         cache_key: the feature-cache key (None without a cache).
         features: the :class:`~nctk.io.FeatureFile`, when the caller keeps features.
+        source_accuracy: the weights' source-task accuracy when their metadata carries it
+            (torchvision: ImageNet top-1), a data-free prior for ``recommended``.
     """
 
     spec: str
@@ -107,6 +109,7 @@ class ModelRecord:
     extract_seconds: float = 0.0
     cache_key: str | None = None
     features: FeatureFile | None = None
+    source_accuracy: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -148,7 +151,8 @@ def _run(job: PoolJob, model: str | ModelAdapter, spec: str) -> ModelRecord:
              if settings.cache_dir is not None else None)
     record = ModelRecord(spec=spec, name=adapter.name,
                          from_cache=cache is not None and cache.finished(),
-                         cache_key=cache.key if cache is not None else None)
+                         cache_key=cache.key if cache is not None else None,
+                         source_accuracy=adapter.source_accuracy)
     store = ScoreStore(cache) if cache is not None and job.scoring is not None else None
     stored = store.read() if store is not None else {}
     keys = {m: score_key(m, job.scoring.options.get(m, {})) for m in job.scoring.methods

@@ -15,6 +15,7 @@ from nctk.transfer import (  # noqa: F401  (imported for their registrations)
     logme,
     ncti,
     parc,
+    recommended,
     sfda,
     transrate,
 )

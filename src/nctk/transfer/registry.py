@@ -63,7 +63,7 @@ class Method:
 _REGISTRY: dict[str, Method] = {}
 
 #: The method ``nctk rank`` runs when ``--method`` is not given (see the module docstring).
-DEFAULT_METHOD = "ncti"
+DEFAULT_METHOD = "recommended"
 
 
 def register(method: Method) -> Method:

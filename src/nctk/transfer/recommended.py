@@ -1,0 +1,140 @@
+"""``recommended``: the ranking nctk recommends, a rank average of NCTI, ETran and a prior.
+
+For a pool of M models (docs/methods-recommended.md, "The recommended ranking"):
+
+* members: NCTI (the reference pool score n(seli) + n(ncc) - n(vc)), ETran (the
+  equal-weight pool score n(S_en) + n(S_lda), the variant of the public per-model scores it
+  was validated on) and, when given, a data-free prior (e.g. the models' ImageNet top-1,
+  their source accuracy, or any {model: value} the user trusts, higher = better);
+* r_s(m) = rank of model m by member s, ascending (1 = lowest, M = highest, ties
+  averaged, ``scipy.stats.rankdata``);
+* recommended(m) = (1/|S|) sum_{s in S} r_s(m): the mean rank (Borda count), in [1, M],
+  higher = better.
+
+The members were chosen leave-one-target-out on the public scores of 10 models x 11
+targets (``benchmarks/bench_recommended.py``): NCTI + ETran is the pair selected in every
+fold; no weights are fitted. No ground truth is needed. Each model's ``components`` hold
+every member's score and rank (1 = best); a member that is not available (no prior) is
+left out and the others are averaged.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+from scipy.stats import rankdata
+
+from nctk.errors import InputError
+from nctk.transfer import etran, ncti
+from nctk.transfer.registry import Components, Method, register
+
+#: The estimators averaged, in display order (the prior, when given, comes last).
+ESTIMATORS = ("ncti", "etran")
+PRIOR = "prior"
+#: ETran's term weights inside ``recommended``: the equal-weight variant validated on the
+#: public per-model scores (the ``etran`` method's own default is the official 0.15/0.85).
+ETRAN_WEIGHTS = {"w_energy": 1.0, "w_lda": 1.0, "w_svd": 0.0}
+RANK_SUFFIX = "_rank"
+
+
+def recommended_components(features: Any, labels: Any, *, device: Any = None) -> Components:
+    """The raw terms of every estimator member of one model, keyed ``<member>.<term>``."""
+    terms = {"ncti": ncti.ncti_components(features, labels, device=device),
+             "etran": etran.etran_components(features, labels, device=device)}
+    return {f"{member}.{key}": value for member, raw in terms.items()
+            for key, value in raw.items()}
+
+
+def _member_raw(raw: Mapping[str, Components], member: str) -> dict[str, Components]:
+    prefix = f"{member}."
+    return {m: {k[len(prefix):]: v for k, v in c.items() if k.startswith(prefix)}
+            for m, c in raw.items()}
+
+
+def check_prior(prior: Mapping[str, Any], models: list[str]) -> dict[str, float]:
+    """The prior's value for each model of the pool: finite numbers, none missing."""
+    if not isinstance(prior, Mapping):
+        raise InputError(f"the prior must be a mapping {{model: value}}, got "
+                         f"{type(prior).__name__}", array=PRIOR)
+    missing = [m for m in models if m not in prior]
+    if missing:
+        raise InputError(f"no prior value for model(s) {missing}", array=PRIOR)
+    values = {}
+    for model in models:
+        value = prior[model]
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(
+                value):
+            raise InputError(f"prior value for '{model}' is not a finite number: {value!r}",
+                             array=PRIOR)
+        values[model] = float(value)
+    return values
+
+
+def member_scores(raw: Mapping[str, Components], prior: Mapping[str, Any] | None = None
+                  ) -> dict[str, dict[str, float]]:
+    """member -> {model: score}: the pool NCTI and ETran scores, and the prior if given."""
+    models = list(raw)
+    scores = {"ncti": ncti.combine_pool(_member_raw(raw, "ncti"))[0],
+              "etran": etran.combine_pool(_member_raw(raw, "etran"), **ETRAN_WEIGHTS)[0]}
+    if prior is not None:
+        scores[PRIOR] = check_prior(prior, models)
+    return scores
+
+
+def rank_average(scores: Mapping[str, Mapping[str, float]]
+                 ) -> tuple[dict[str, float], dict[str, Components]]:
+    """Mean ascending rank over the members (Borda), with each member's score and rank.
+
+    Args:
+        scores: member -> {model: score}, every member scoring the same models.
+
+    Returns:
+        (model -> mean rank in [1, M], higher = better; model -> {member: score,
+        member_rank: 1-based rank, 1 = best, ties averaged}).
+    """
+    models = list(next(iter(scores.values())))
+    size = len(models)
+    ascending = {s: dict(zip(models, rankdata([v[m] for m in models]), strict=True))
+                 for s, v in scores.items()}
+    combined = {m: float(np.mean([ascending[s][m] for s in scores])) for m in models}
+    comps = {m: {key: value for s in scores
+                 for key, value in ((s, float(scores[s][m])),
+                                    (s + RANK_SUFFIX, float(size + 1 - ascending[s][m])))}
+             for m in models}
+    return combined, comps
+
+
+def combine_pool(raw: Mapping[str, Components], *, prior: Mapping[str, Any] | None = None
+                 ) -> tuple[dict[str, float], dict[str, Components]]:
+    """The recommended score of every model of the pool (see the module docstring)."""
+    return rank_average(member_scores(raw, prior))
+
+
+def members_used(components: Mapping[str, Components]) -> list[str]:
+    """The members a ``recommended`` result averaged, from its components."""
+    first = next(iter(components.values()), {})
+    return [k[:-len(RANK_SUFFIX)] for k in first if k.endswith(RANK_SUFFIX)]
+
+
+def recommended_score(features: Any, labels: Any, **options: Any) -> float:
+    """Not defined for one model: ``recommended`` ranks a pool."""
+    raise InputError("'recommended' averages ranks within a pool of models; rank a pool with "
+                     "nctk.rank(pool, labels, 'recommended') or nctk rank")
+
+
+register(Method(
+    name="recommended",
+    score=recommended_score,
+    summary="nctk's recommendation: mean rank of NCTI, ETran and a prior when given",
+    components=recommended_components,
+    combine=combine_pool,
+    combine_options=("prior",),
+    recommendation="the mean rank of NCTI, ETran and a data-free prior when given, members "
+                   "chosen leave-one-target-out: on the public per-model scores of 10 models "
+                   "x 11 targets its mean weighted Kendall tau is 0.768 with the ImageNet "
+                   "prior (NCTI 0.663, ETran 0.668, the best prior 0.736; see "
+                   "benchmarks/README.md)",
+))
