@@ -99,3 +99,10 @@ def wrapped_adapter(cls: type[Wrapped], name: str, marker: str, as_name: str | N
                     ) -> ModelAdapter:
     module = cls(name, marker)
     return adapter(module, as_name or name, module.inner.head)
+
+
+def assigned_resources(_shared, _item) -> dict:
+    """What Ray reserved for the task running this (a Ray task body)."""
+    import ray
+
+    return dict(ray.get_runtime_context().get_assigned_resources())

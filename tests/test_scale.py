@@ -286,6 +286,22 @@ def test_cli_executor_options_are_checked(checkpoints, tmp_path, capsys, args, w
     assert code == 2 and "--executor: applies to --models" in err
 
 
+def test_cli_ray_options_reach_the_executor():
+    pytest.importorskip("ray")
+    from nctk.cli import build_parser
+    from nctk.cli._executor import make_executor
+
+    argv = ["rank", "--models", "m", "--data", "d", "--executor", "ray", "--ray-address",
+            "head:6379", "--gpus-per-model", "0.25", "--cpus-per-model", "2", "--retries", "5"]
+    executor = make_executor(build_parser(argv).parse_args(argv))
+    assert (executor.address, executor.gpus_per_task, executor.cpus_per_task,
+            executor.retries) == ("head:6379", 0.25, 2.0, 5)
+    argv = ["collapse", "f.npz", "--executor", "ray"]
+    executor = make_executor(build_parser(argv).parse_args(argv))
+    assert (executor.address, executor.gpus_per_task, executor.cpus_per_task,
+            executor.retries) == (None, 0, 1, 3)  # shards never ask for a GPU
+
+
 def test_cli_without_ray_says_how_to_install_it(checkpoints, tmp_path, capsys, monkeypatch):
     specs, data = checkpoints
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError

@@ -35,7 +35,8 @@ TESTS = Path(__file__).resolve().parent
 def cluster():
     """A local Ray instance with 2 CPUs; yields its address for a second driver."""
     ray.cloudpickle.register_pickle_by_value(sm)  # workers cannot import tests/
-    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=200 << 20,
+    # one logical GPU (none is real here): Ray hands out GPU shares, torch runs on the CPU
+    ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, object_store_memory=200 << 20,
              logging_level=logging.WARNING)
     try:
         yield ray.get_runtime_context().gcs_address
@@ -63,6 +64,7 @@ def one_thread_loop(models, data, cache_dir, methods=METHODS):
 
 
 def on_ray(models, data, cache_dir, methods=METHODS, **executor):
+    executor.setdefault("gpus_per_task", 0)
     with RayExecutor(**executor) as ray_executor:
         return rank_models(models, data, list(methods), executor=ray_executor,
                            extract=ExtractSettings(cache_dir=str(cache_dir), num_workers=0),
@@ -122,7 +124,7 @@ DRIVER = textwrap.dedent("""
 
     ray.cloudpickle.register_pickle_by_value(sm)
     models = [sm.wrapped_adapter(sm.Slow, name, "0.5") for name in sm.NAMES]
-    with RayExecutor(sys.argv[1]) as executor:
+    with RayExecutor(sys.argv[1], gpus_per_task=0) as executor:
         rank_models(models, sm.demo_data(10), ["ncti", "logme"], executor=executor,
                     extract=ExtractSettings(cache_dir=sys.argv[2], num_workers=0),
                     progress=False)
@@ -171,15 +173,17 @@ def test_cli_on_ray_equals_the_loop(cluster, tmp_path, capsys):
     common = ["--models", specs, "--data", f"npz:{npz}", "--no-progress"]
     outputs = {}
     for executor in ("ray", "loop"):
-        args = [*common, "--cache-dir", str(tmp_path / executor)]
+        args = [*common, "--cache-dir", str(tmp_path / executor), "--executor", executor]
+        if executor == "ray":
+            args += ["--gpus-per-model", "0"]
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
             with threadpool_limits(1):
-                code = main(["rank", *args, "--executor", executor, "--method", "ncti,leep",
+                code = main(["rank", *args, "--method", "ncti,leep",
                              "--json", str(tmp_path / f"{executor}.json")])
                 assert code == 0, capsys.readouterr().err
-                code = main(["extract", *args, "--executor", executor, "--out",
+                code = main(["extract", *args, "--out",
                              str(tmp_path / f"{executor}-features")])
                 assert code == 0, capsys.readouterr().err
         finally:
@@ -212,7 +216,7 @@ def test_collapse_shards_on_ray_equal_one_pass(cluster, tmp_path, capsys):
     path = save_feature_file(tmp_path / "resnet_tiny.npz", result.features, result.labels,
                              layers=result.layers)
     expected = layer_profile(load_feature_file(path))
-    with RayExecutor() as executor:
+    with RayExecutor(gpus_per_task=0) as executor:
         assert executor.parallelism() == 2
         assert_profiles_equal(sharded_profile(path, executor, shards=5,
                                               scatter_bytes=50_000), expected)
@@ -220,3 +224,15 @@ def test_collapse_shards_on_ray_equal_one_pass(cluster, tmp_path, capsys):
                  str(tmp_path / "out.json")]) == 0  # one shard per CPU
     assert_profiles_equal(json.loads((tmp_path / "out.json").read_text())["layers"], expected)
     assert "penultimate" in capsys.readouterr().out
+
+
+def test_gpu_shares_and_cpus_reach_the_tasks(cluster):
+    """Last in this file: tasks of other shapes make Ray start (and later drop) workers."""
+    with RayExecutor() as executor:  # the cluster has a GPU: one per task by default
+        assert executor.gpus_per_task == 1
+    with RayExecutor(gpus_per_task=0.25, cpus_per_task=0.5) as executor:
+        assert executor.parallelism() == 4
+        outcomes = list(executor.map_unordered(sm.assigned_resources, None, range(4)))
+    assert sorted(o.index for o in outcomes) == [0, 1, 2, 3]
+    for outcome in outcomes:
+        assert outcome.value["CPU"] == 0.5 and outcome.value["GPU"] == 0.25
