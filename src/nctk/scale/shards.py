@@ -3,8 +3,9 @@
 :func:`sharded_profile` gives what :func:`nctk.collapse.layer_profile` gives (every
 ``layer:<name>`` array, then ``features`` as ``penultimate``), without any process
 holding a whole array: the rows are split into shards, each task reads only its rows
-(memory-mapped, :mod:`nctk.scale.npz`) and returns a small mergeable state, and the
-driver merges the states (exactly: :meth:`nctk.stats.ClassStats.merge`, Chan et al.).
+(stored ``.npz`` members are memory-mapped by :func:`nctk.npz.read_npz`; a compressed
+member is inflated whole, after its size checks) and returns a small mergeable state, and
+the driver merges the states (exactly: :meth:`nctk.stats.ClassStats.merge`, Chan et al.).
 
 Passes over the data, per array:
 
@@ -38,7 +39,7 @@ from nctk.collapse.profile import MIN_PER_CLASS, PENULTIMATE, from_stats, profil
 from nctk.collapse.rank import class_rank_ratios, mean_rank_ratio
 from nctk.errors import InputError
 from nctk.io import LAYER_PREFIX
-from nctk.scale.npz import NpzMember, npz_members, read_rows
+from nctk.npz import read_npz
 from nctk.stats import ClassStats
 from nctk.validation import check_matrix, encode_labels
 
@@ -85,9 +86,9 @@ class ShardFailure:
 
 def run_shard(job: ShardJob, task: ShardTask) -> ClassStats | NCCAgreement | ShardFailure:
     """The state of one shard: ``ClassStats`` (statistics pass) or ``NCCAgreement``."""
-    member = npz_members(job.path)[task.key]
+    rows = np.array(read_npz(job.path)[task.key][task.start:task.stop])  # only these rows
     try:
-        x = check_matrix(read_rows(job.path, member, task.start, task.stop), task.key)
+        x = check_matrix(rows, task.key)
     except InputError as err:
         return ShardFailure(f"{job.path}: array '{task.key}': rows {task.start}.."
                             f"{task.stop - 1}: {err.problem}")
@@ -108,7 +109,7 @@ def sharded_profile(path: str | os.PathLike, executor: Any, *, shards: int,
 
     Args:
         path: an uncompressed feature file (``np.savez``; a compressed one works, each
-            task then inflating whole arrays).
+            task then inflating the whole archive).
         executor: a :class:`~nctk.scale.LoopExecutor` or an entered
             :class:`~nctk.scale.RayExecutor`.
         shards: row ranges per array (at most N).
@@ -116,9 +117,9 @@ def sharded_profile(path: str | os.PathLike, executor: Any, *, shards: int,
         scatter_bytes: per-class scatter one task may keep (chunks of classes beyond).
     """
     where = str(path)
-    members = npz_members(path)
+    members = read_npz(path)  # memory maps: nothing is read yet
     arrays = _profile_arrays(members, where)
-    labels = read_rows(path, members["labels"], 0, members["labels"].shape[0])
+    labels = np.array(members["labels"])
     try:
         encoded = encode_labels(labels, None, "labels", min_per_class=MIN_PER_CLASS)
     except InputError as err:
@@ -160,7 +161,7 @@ def sharded_profile(path: str | os.PathLike, executor: Any, *, shards: int,
             for name, key in arrays.items()}
 
 
-def _profile_arrays(members: dict[str, NpzMember], where: str) -> dict[str, str]:
+def _profile_arrays(members: dict[str, np.ndarray], where: str) -> dict[str, str]:
     """Profile name -> array key: ``layer:*`` in file order, then ``features``; checks
     that they are 2-D with one row per label."""
     for required in ("features", "labels"):
