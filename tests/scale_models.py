@@ -36,17 +36,6 @@ def demo_adapters(names=NAMES) -> list[ModelAdapter]:
     return out
 
 
-def save_checkpoints(directory: Path, names=NAMES) -> list[str]:
-    """Whole demo modules saved as checkpoint files (specs for the CLI)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for name in names:
-        path = directory / f"{name}.pt"
-        torch.save(load_demo_model(name), path)
-        paths.append(str(path))
-    return paths
-
-
 class Wrapped(nn.Module):
     """A demo network with a side effect before each forward (see the subclasses)."""
 

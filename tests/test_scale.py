@@ -177,12 +177,12 @@ def test_packed_dataset_reads_the_same_images_under_the_same_key(tmp_path):
 
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("ckpt")
-    npz = directory / "target.npz"
+    """Four shipped demo models as CLI specs, and 8 images per class as an npz dataset."""
+    npz = tmp_path_factory.mktemp("data") / "target.npz"
     subset = sm.demo_data(per_class=8)
     images = np.stack([np.asarray(subset.read_image(i)) for i in range(len(subset))])
     np.savez(npz, images=images, labels=subset.label_values())
-    return sm.save_checkpoints(directory, sm.NAMES[:4]), f"npz:{npz}"
+    return [f"demo:{name}" for name in sm.NAMES[:4]], f"npz:{npz}"
 
 
 def _cli(capsys, *args):

@@ -163,9 +163,8 @@ def test_a_killed_driver_is_resumed_computing_only_the_missing_models(cluster, d
 
 
 def test_cli_on_ray_equals_the_loop(cluster, tmp_path, capsys):
-    directory = tmp_path / "ckpt"
-    specs = ",".join(sm.save_checkpoints(directory, sm.NAMES[:3]))
-    npz = directory / "target.npz"
+    specs = ",".join(f"demo:{name}" for name in sm.NAMES[:3])
+    npz = tmp_path / "target.npz"
     subset = sm.demo_data(per_class=6)
     np.savez(npz, images=np.stack([np.asarray(subset.read_image(i))
                                    for i in range(len(subset))]),
@@ -203,6 +202,29 @@ def test_cli_on_ray_equals_the_loop(cluster, tmp_path, capsys):
     # nothing on stderr but where rank put its files (no warning, no error)
     assert all(line.startswith(("features cached in ", "wrote ")) or not line
                for line in printed.err.splitlines()), printed.err
+
+
+def test_models_are_checked_as_ray_tasks_before_any_extraction(cluster, tmp_path, capsys):
+    npz = tmp_path / "target.npz"
+    subset = sm.demo_data(per_class=3)
+    np.savez(npz, images=np.stack([np.asarray(subset.read_image(i))
+                                   for i in range(len(subset))]),
+             labels=subset.label_values())
+    common = ["--data", f"npz:{npz}", "--executor", "ray", "--gpus-per-model", "0",
+              "--cache-dir", str(tmp_path / "cache"), "--no-progress"]
+    for models, problem in [
+            ("demo:cnn_small,mystery:net,also:bad", "model 2 of 3 (mystery:net): unknown model "
+                                                    "spec 'mystery:net'"),
+            ("demo:cnn_small,demo:cnn_wide,demo:cnn_small", "model 1 of 3 (demo:cnn_small) "
+                                                            "and model 3 of 3 (demo:cnn_small) "
+                                                            "are both named 'cnn_small'")]:
+        for command in (["rank", "--json", str(tmp_path / "out.json")],
+                        ["extract", "--out", str(tmp_path / "out")]):
+            assert main([command[0], "--models", models, *common, *command[1:]]) == 2
+            err = capsys.readouterr().err
+            assert err.startswith(f"nctk {command[0]}: error: {problem}"), err
+            assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "cache").exists() and not (tmp_path / "out").exists()
 
 
 def test_collapse_shards_on_ray_equal_one_pass(cluster, tmp_path, capsys):

@@ -71,7 +71,6 @@ def run(args: argparse.Namespace) -> int:
     dataset = load_dataset(args.data, split=args.split)
     if args.per_class is not None:
         dataset = subsample_per_class(dataset, args.per_class, args.seed)
-    check_models(specs, dataset, image_size=args.image_size, layers=args.layers)
     settings = ExtractSettings(
         layers=args.layers, batch_size=args.batch_size, device=args.device,
         num_workers=args.workers, image_size=args.image_size,
@@ -79,7 +78,9 @@ def run(args: argparse.Namespace) -> int:
         cache_dir=None if args.no_cache else (args.cache_dir or default_cache_dir()),
         progress=not args.no_progress)
     failures = []
-    with executor:
+    with executor:  # a Ray executor checks the models as tasks, where they will run
+        check_models(specs, dataset, image_size=args.image_size, layers=args.layers,
+                     executor=executor)
         for record, path in extract_models(specs, dataset, args.out, executor=executor,
                                            extract=settings, progress=not args.no_progress):
             if path is None:

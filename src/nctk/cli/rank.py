@@ -264,14 +264,14 @@ def rank_extracted(args: argparse.Namespace, methods: Sequence[Any],
     dataset = load_dataset(args.data)
     if args.per_class is not None:
         dataset = subsample_per_class(dataset, args.per_class, args.seed)
-    check_models(specs, dataset, image_size=args.image_size)
     settings = ExtractSettings(
         image_size=args.image_size, device=args.device, skip_bad_images=args.skip_bad_images,
         cache_dir=None if args.no_cache else (args.cache_dir or default_cache_dir()),
         progress=not args.no_progress)
     options = {m.name: method_options(m, seed=args.seed, ncti_weights=weights)
                for m in methods}
-    with executor:
+    with executor:  # a Ray executor checks the models as tasks, where they will run
+        check_models(specs, dataset, image_size=args.image_size, executor=executor)
         run = rank_models(specs, dataset, [m.name for m in methods], executor=executor,
                           extract=settings, options=options,
                           optional_inputs=is_all(args.method),

@@ -3,14 +3,16 @@
 A mistake in the fifth model spec of a run (a typo, weights that are not cached, a
 checkpoint that does not load, a model that cannot take the input size, two models with
 the same name) should cost seconds, not the extraction of the first four. :func:`check_models`
-loads each model once, one at a time on the CPU, runs one real image of the dataset
-through its preprocessing and forward pass, and drops it again; the first problem is an
+loads each model once, one at a time on the CPU (or as Ray tasks, side by side, with the
+Ray executor), runs one real image of the dataset through its preprocessing and forward
+pass, and drops it again; the first problem (by position) is an
 :class:`~nctk.errors.InputError` naming the model by its position and spec.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -26,7 +28,7 @@ PROBE_CANDIDATES = 16
 
 def check_models(models: Sequence[str | ModelAdapter | torch.nn.Module], dataset: LabelledImages, *,
                  image_size: int | None = None, layers: Sequence[str] | str = (),
-                 **load_options: Any) -> list[str]:
+                 executor: Any = None, **load_options: Any) -> list[str]:
     """Load and try every model; return their names (feature-file stems), in order.
 
     Args:
@@ -34,6 +36,9 @@ def check_models(models: Sequence[str | ModelAdapter | torch.nn.Module], dataset
         dataset: the images the run will extract; one readable image of it is the probe.
         image_size: as for :func:`~nctk.extract.load_model`.
         layers: the intermediate layers the run asks for (checked to exist).
+        executor: a remote executor (:class:`nctk.scale.RayExecutor`, entered) checks the
+            models as tasks, side by side, where they will run (their weights load from
+            the workers' caches); otherwise they are checked here, one at a time.
         **load_options: further arguments of :func:`~nctk.extract.load_model`.
 
     Raises:
@@ -41,30 +46,83 @@ def check_models(models: Sequence[str | ModelAdapter | torch.nn.Module], dataset
             be loaded, lacks a layer or fails on the probe image; or two models with the
             same name (with the ``NAME=SPEC`` way to rename one).
     """
-    image = probe_image(dataset)
+    job = ProbeJob(probe_image(dataset), image_size, layers, dataset.transform,
+                   dict(load_options))
+    where = [f"model {i} of {len(models)} ({_spec(m)})" for i, m in enumerate(models, 1)]
+    if executor is not None and getattr(executor, "remote", False):
+        names: list[str | None] = [None] * len(models)
+        problems: dict[int, str] = {}
+        for outcome in executor.map_unordered(check_model_task, job, list(models)):
+            value = outcome.value
+            if outcome.error is not None or isinstance(value, ProbeFailure):
+                problems[outcome.index] = outcome.error or value.problem
+            else:
+                names[outcome.index] = value
+        if problems:
+            first = min(problems)
+            raise InputError(problems[first], file=where[first])
+    else:
+        names = []
+        for model, place in zip(models, where, strict=True):
+            try:
+                names.append(check_model(job, model))
+            except InputError as err:
+                raise InputError(str(err), file=place) from None
     seen: dict[str, str] = {}
-    for position, model in enumerate(models, start=1):
-        spec = (model.name if isinstance(model, ModelAdapter) else type(model).__name__
-                if isinstance(model, torch.nn.Module) else str(model))
-        where = f"model {position} of {len(models)} ({spec})"
-        try:
-            adapter = model if isinstance(model, ModelAdapter) else load_model(
-                model, image_size=image_size, **load_options)
-            layer_names = adapter.resolve_layers(layers)
-            if image is not None:
-                probe_input(adapter, image, layer_names, transform=dataset.transform)
-        except InputError as err:
-            raise InputError(str(err), file=where) from None
-        if adapter.name in seen:
-            hint = (f"rename one with NAME=SPEC, e.g. {adapter.name}_{position}="
-                    f"{split_name(spec)[1]}" if isinstance(model, str)
+    for position, (model, name, place) in enumerate(zip(models, names, where, strict=True),
+                                                     start=1):
+        if name in seen:
+            hint = (f"rename one with NAME=SPEC, e.g. {name}_{position}="
+                    f"{split_name(model)[1]}" if isinstance(model, str)
                     else "give them distinct names")
-            raise InputError(f"{seen[adapter.name]} and {where} are both named "
-                             f"'{adapter.name}' (feature files are named after their model); "
-                             + hint)
-        seen[adapter.name] = where
-        del adapter
+            raise InputError(f"{seen[name]} and {place} are both named "
+                             f"'{name}' (feature files are named after their model); " + hint)
+        seen[name] = place
     return list(seen)
+
+
+@dataclass(frozen=True)
+class ProbeJob:
+    """What checking each model needs: the probe image (None when none is readable), the
+    load options, the layers asked for, the dataset's own transform (or None)."""
+
+    image: Image.Image | None
+    image_size: int | None
+    layers: Sequence[str] | str
+    transform: Any
+    load_options: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ProbeFailure:
+    """A model's bad input, reported by a task (not retried: it would fail again)."""
+
+    problem: str
+
+
+def check_model(job: ProbeJob, model: str | ModelAdapter | torch.nn.Module) -> str:
+    """Load one model, resolve its layers and run the probe image through it (then drop
+    it); its name. InputError on the first problem."""
+    adapter = model if isinstance(model, ModelAdapter) else load_model(
+        model, image_size=job.image_size, **job.load_options)
+    layer_names = adapter.resolve_layers(job.layers)
+    if job.image is not None:
+        probe_input(adapter, job.image, layer_names, transform=job.transform)
+    return adapter.name
+
+
+def check_model_task(job: ProbeJob, model: str | ModelAdapter | torch.nn.Module
+                     ) -> str | ProbeFailure:
+    """:func:`check_model` as an executor task: bad input is returned, not raised."""
+    try:
+        return check_model(job, model)
+    except InputError as err:
+        return ProbeFailure(str(err))
+
+
+def _spec(model: Any) -> str:
+    return (model.name if isinstance(model, ModelAdapter) else type(model).__name__
+            if isinstance(model, torch.nn.Module) else str(model))
 
 
 def probe_image(dataset: LabelledImages) -> Image.Image | None:
