@@ -384,7 +384,7 @@ def test_ground_truth_missing_a_model(pool, tmp_path, capsys, toy_methods):
 def test_output_onto_an_input_is_refused(pool, capsys, toy_methods):
     paths, _ = pool
     _assert_error(capsys, ["rank", *paths, "--method", "separation", "--json", paths[1]],
-                  paths, paths[1], "input file")
+                  paths, paths[1], "refusing to overwrite it")
 
 
 def test_bad_term_weights(pool, capsys):

@@ -250,7 +250,8 @@ def test_cli_writes_one_file_per_model(tmp_path, capsys):
     torch.save(CountingNet(), tmp_path / "small.pt")
     out = tmp_path / "out"
     common = ["--data", f"imagefolder:{folder}", "--out", str(out), "--no-progress",
-              "--workers", "0", "--cache-dir", str(tmp_path / "cache"), "--image-size", "8"]
+              "--workers", "0", "--cache-dir", str(tmp_path / "cache"), "--image-size", "8",
+              "--trust-checkpoint"]
     assert main(["extract", "--models", str(tmp_path / "small.pt"), *common]) == 2
     assert "zz0.jpg: cannot read image" in capsys.readouterr().err
     models = f"{tmp_path / 'small.pt'},timm:test_resnet"

@@ -223,7 +223,8 @@ def test_pickled_module_and_torchscript_checkpoints(tmp_path):
     net = TinyNet().eval()
     x = torch.randn(2, 3, 8, 8)
     torch.save(net, tmp_path / "whole.pt")
-    adapter = load_model(str(tmp_path / "whole.pt"))
+    with pytest.warns(UserWarning, match="whole.pt: loading a trusted checkpoint runs code"):
+        adapter = load_model(str(tmp_path / "whole.pt"), trust_checkpoint=True)
     assert adapter.name == "whole"
     with torch.inference_mode():
         out = adapter.forward(x)
@@ -233,7 +234,8 @@ def test_pickled_module_and_torchscript_checkpoints(tmp_path):
     trunk = nn.Sequential(net.stage1, net.stage2)
     with pytest.warns(FutureWarning):
         torch.jit.save(torch.jit.script(trunk), str(tmp_path / "trunk.ts"))
-    scripted = load_model(str(tmp_path / "trunk.ts"))
+    with pytest.warns(UserWarning, match="runs a TorchScript program"):
+        scripted = load_model(str(tmp_path / "trunk.ts"), trust_checkpoint=True)
     with torch.inference_mode():
         out = scripted.forward(x)
     torch.testing.assert_close(out["features"], expected)
@@ -245,7 +247,8 @@ def test_pickled_module_and_torchscript_checkpoints(tmp_path):
 
 def test_bad_checkpoints(tmp_path):
     torch.save(TinyNet().state_dict(), tmp_path / "weights.pth")
-    with pytest.raises(InputError, match=r"weights.pth: holds a OrderedDict, not a whole"):
+    with pytest.raises(InputError, match=r"weights.pth: holds a state dict \(weights only\): "
+                       r"name its architecture, torchvision:<name>@"):
         load_model(str(tmp_path / "weights.pth"))
     (tmp_path / "junk.pt").write_bytes(b"junk")
     with pytest.raises(InputError, match=r"junk.pt: unreadable checkpoint"):

@@ -21,13 +21,22 @@ def inputs(tmp_path):
              labels=np.repeat([0, 1, 2], 8))
     return ["finetune", "--model", str(tmp_path / "m.pt"), "--image-size", "16",
             "--data", f"npz:{tmp_path / 'd.npz'}", "--epochs", "1", "--batch-size", "8",
-            "--val-fraction", "0.25", "--no-progress", "--out", str(tmp_path / "o")]
+            "--val-fraction", "0.25", "--no-progress", "--out", str(tmp_path / "o"),
+            "--trust-checkpoint"]
+
+
+def _error(capsys) -> str:
+    """The one error line; the --trust-checkpoint warning comes before it."""
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines[0].startswith("nctk: warning:") and "trusted checkpoint" in lines[0]
+    assert len(lines) == 2 and lines[1].startswith("nctk finetune: error:"), lines
+    return lines[1]
 
 
 def test_unknown_unit_exits_2_listing_units(inputs, capsys):
     assert main([*inputs, "--method", "layer", "--unit", "layer9"]) == 2
-    err = capsys.readouterr().err.strip()
-    assert "\n" not in err and "unknown unit 'layer9'" in err and "4=layer4.0" in err
+    err = _error(capsys)
+    assert "unknown unit 'layer9'" in err and "4=layer4.0" in err
     assert main([*inputs, "--method", "layer", "--unit", "9"]) == 2
     assert "unit 9 does not exist" in capsys.readouterr().err
 
@@ -39,8 +48,8 @@ def test_run_then_resume_from_another_method(inputs, tmp_path, capsys):
     report = json.loads((tmp_path / "o" / "result.json").read_text())
     assert report["results"][0]["method"] == "scl"
     assert main([*inputs, "--method", "lp", "--resume"]) == 2
-    err = capsys.readouterr().err.strip()
-    assert "\n" not in err and "checkpoint belongs to another run" in err
+    err = _error(capsys)
+    assert "checkpoint belongs to another run" in err
 
 
 def test_dataset_too_small_for_split(inputs, capsys):

@@ -13,16 +13,18 @@ import contextlib
 import json
 import math
 import os
+import stat
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import numpy as np
 
 from nctk.errors import InputError
 from nctk.npz import read_npz
+from nctk.paths import replaceable
 from nctk.validation import check_matrix, check_same_length
 
 LAYER_PREFIX = "layer:"
@@ -187,36 +189,76 @@ def load_ground_truth(path: str | os.PathLike, models: Sequence[str] | None = No
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success it is renamed onto ``path``.
+    """Yield a temporary path beside ``path``; on success it replaces ``path`` atomically.
 
-    An exception (or a kill) leaves ``path`` as it was; the temporary file is removed on
-    exceptions.
+    Only a regular file (or the target of a symbolic link to a regular file of the user's)
+    is replaced; anything else is an :class:`InputError` before anything is written (see
+    :func:`nctk.paths.replaceable`). The data is flushed to disk (``fsync``) before the
+    rename, so a full disk or a crash leaves the old file whole; the new file keeps the
+    old one's permission bits (a new file follows the umask). An exception (or a kill)
+    leaves ``path`` as it was and the temporary file is removed; an ``OSError`` is raised
+    again naming ``path``, never the temporary file.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    target = replaceable(path)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp",
+                                    dir=target.parent)
+    except OSError as err:
+        raise _named(err, path, None) from None
     os.close(fd)
     tmp = Path(name)
     try:
         yield tmp
-        os.chmod(tmp, 0o666 & ~_current_umask())  # mkstemp creates 0600; follow the umask
-        os.replace(tmp, path)
+        _fsync(tmp)
+        os.chmod(tmp, _mode_for(target))
+        replaceable(path)  # it may have been swapped for something else while we wrote
+        os.replace(tmp, target)
+    except OSError as err:
+        raise _named(err, path, tmp) from None
     finally:
         tmp.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):  # not every platform can sync a directory
+        _fsync(target.parent, flags=os.O_RDONLY)
 
 
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def _fsync(path: Path, flags: int = os.O_RDWR) -> None:
+    fd = os.open(path, flags)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
-def write_json(path: str | os.PathLike, data: Any) -> Path:
-    """Write JSON atomically; NaN/inf become null so the file is strict JSON."""
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(_strict(data), indent=2) + "\n", encoding="utf-8")
-    return path
+def _mode_for(target: Path) -> int:
+    """Permission bits of the file being replaced, or 0666 less the umask for a new one."""
+    try:
+        return stat.S_IMODE(os.stat(target).st_mode)
+    except FileNotFoundError:
+        mask = os.umask(0)
+        os.umask(mask)
+        return 0o666 & ~mask
+
+
+def _named(err: OSError, path: str | os.PathLike, tmp: Path | None) -> OSError:
+    """``err`` as an OSError about the user's ``path`` (no trace of the temporary name)."""
+    text = err.strerror or str(err)
+    if tmp is not None:
+        text = text.replace(str(tmp), os.fspath(path))
+    return OSError(err.errno, text, os.fspath(path))
+
+
+def write_json(target: str | os.PathLike | TextIO, data: Any) -> Path | TextIO:
+    """Write JSON atomically to a path, or to an open text stream (``sys.stdout`` for
+    ``--json -``); NaN/inf become null so the output is strict JSON."""
+    text = json.dumps(_strict(data), indent=2) + "\n"
+    if hasattr(target, "write"):
+        target.write(text)
+        target.flush()
+        return target
+    with atomic_path(target) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(target)
 
 
 def _strict(value: Any) -> Any:

@@ -8,12 +8,15 @@ ends with one line on stderr and exit status 2, never a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import sys
-from collections.abc import Sequence
-from typing import NoReturn
+import warnings
+from collections.abc import Iterator, Sequence
+from typing import NoReturn, TextIO
 
 from nctk.errors import InputError
+from nctk.paths import STDOUT
 
 #: Sub-command -> one-line summary, in the order ``nctk --help`` lists them. Each lives in
 #: ``nctk/cli/<name>.py``; only the module of the command being run is imported, so that
@@ -64,7 +67,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(stop.code or 0)
     args.argv = argv  # the command line as given, for the provenance of results
     try:
-        return int(args.func(args) or 0)
+        with _json_to_stdout(args), warnings.catch_warnings():
+            warnings.showwarning = _one_line_warning
+            return int(args.func(args) or 0)
     except InputError as err:
         print(f"nctk {args.command}: error: {err}", file=sys.stderr)
         return 2
@@ -75,6 +80,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"nctk {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def _one_line_warning(message: Warning | str, category: type[Warning], filename: str,
+                      lineno: int, file: TextIO | None = None, line: str | None = None) -> None:
+    """Warnings as one line on stderr (``nctk: warning: ...``), without source lines."""
+    text = " ".join(str(message).split())
+    print(f"nctk: warning: {text}", file=file or sys.stderr)
+
+
+@contextlib.contextmanager
+def _json_to_stdout(args: argparse.Namespace) -> Iterator[None]:
+    """``--json -``: the JSON is the only thing on standard output (``args.json`` becomes
+    the stream); tables and notes printed meanwhile go to standard error."""
+    if getattr(args, "json", None) != STDOUT:
+        yield
+        return
+    args.json = sys.stdout
+    with contextlib.redirect_stdout(sys.stderr):
+        yield
 
 
 if __name__ == "__main__":

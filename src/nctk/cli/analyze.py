@@ -22,7 +22,7 @@ from nctk.cli._table import fmt_number, format_table
 from nctk.cli.rank import (
     add_method_arguments,
     check_labels,
-    check_outputs,
+    input_files,
     method_options,
     parse_weights,
     resolve,
@@ -30,6 +30,7 @@ from nctk.cli.rank import (
 from nctk.errors import InputError
 from nctk.evaluation import evaluate
 from nctk.io import FeatureFile, load_feature_file, load_ground_truth, load_pool, write_json
+from nctk.paths import Input, Output, check_outputs
 from nctk.validation import encode_labels
 
 
@@ -58,7 +59,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="one feature file per model, same target samples")
         p.add_argument("--ground-truth", metavar="GT.json", required=needs_truth,
                        help="JSON {model: accuracy} on the target dataset")
-        p.add_argument("--json", metavar="OUT.json", help="write the result as JSON")
+        p.add_argument("--json", metavar="OUT.json",
+                       help="write the result as JSON (- for standard output)")
         add_method_arguments(p, default=default_method)
         p.set_defaults(func=func)
         if name == "weights":
@@ -83,8 +85,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _load(args: argparse.Namespace) -> tuple[list[FeatureFile], dict[str, float] | None]:
+    sources = [Input("--source", path) for path in getattr(args, "source", None) or []]
+    check_outputs([Output("--json", args.json)],
+                  input_files(args.features, args.ground_truth) + sources)
     pool = load_pool(args.features)
-    check_outputs([args.json], pool, args.ground_truth)
     check_labels(pool)
     truth = (load_ground_truth(args.ground_truth, [f.name for f in pool])
              if args.ground_truth else None)

@@ -25,6 +25,7 @@ from nctk.cli import COMMANDS
 from nctk.cli import _types as types
 from nctk.cli._executor import add_executor_arguments, make_executor
 from nctk.cli._table import fmt_number, format_table
+from nctk.cli.rank import input_files
 from nctk.collapse import (
     PENULTIMATE,
     layer_nc1_vs_probe,
@@ -43,6 +44,7 @@ from nctk.io import (
     load_pool,
     write_json,
 )
+from nctk.paths import Input, Output, check_outputs
 
 #: Image formats --plot can write (by the file's suffix).
 PLOT_FORMATS = ("png", "svg", "pdf")
@@ -62,7 +64,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "accuracy over a pool of models. Lower NC1/CDNV = more collapsed.")
     parser.add_argument("features", nargs="*", metavar="FEATURES.npz",
                         help="feature file(s); the model name is the file stem")
-    parser.add_argument("--json", metavar="OUT.json", help="write the metrics as JSON")
+    parser.add_argument("--json", metavar="OUT.json",
+                        help="write the metrics as JSON (- for standard output)")
     parser.add_argument("--plot", metavar="OUT.png",
                         help="plot NC1 and CDNV per layer (with --ground-truth: NC1 against "
                              "accuracy)")
@@ -100,6 +103,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="feature cache (default: $NCTK_CACHE_DIR or ~/.cache/nctk)")
     models.add_argument("--no-cache", action="store_true", help="extract afresh, keep nothing")
     models.add_argument("--device", help="torch device for extraction (default: auto)")
+    models.add_argument("--trust-checkpoint", action="store_true",
+                        help="load model files that carry code (see nctk extract --help)")
     group = add_executor_arguments(parser, per_model=False)
     group.add_argument("--shards", type=types.positive_int, metavar="N",
                        help="split each file's rows into N tasks that read only their rows "
@@ -110,6 +115,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     extracting = args.models is not None or args.data is not None
+    outputs = [Output("--json", args.json), Output("--plot", args.plot)]
+    inputs = (input_files(args.features, args.ground_truth)
+              + ([Input("--classifier", args.classifier)] if args.classifier else []))
+    if extracting:
+        from nctk.cli.extract import cache_output, spec_inputs
+
+        outputs.append(cache_output(args))
+        inputs += spec_inputs(args.models, args.data)
+    check_outputs(outputs, inputs)
     if extracting and args.features:
         raise InputError("give either FEATURES.npz files or --models with --data, not both",
                          file="--models")
@@ -170,7 +184,8 @@ def extract_models(args: argparse.Namespace) -> list[FeatureFile]:
                         seed=args.seed, layers=args.layers, image_size=args.image_size,
                         cache_dir=None if args.no_cache else (args.cache_dir
                                                               or default_cache_dir()),
-                        device=args.device, progress=not args.quiet)
+                        device=args.device, progress=not args.quiet,
+                        trust_checkpoint=args.trust_checkpoint)
 
 
 def report(args: argparse.Namespace, profiles: dict[str, dict[str, dict[str, float]]],

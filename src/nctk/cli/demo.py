@@ -22,7 +22,12 @@ from nctk.cli import _types as types
 from nctk.cli._table import fmt_number, format_table
 from nctk.cli.rank import STAT_TITLES, evaluation_notes, print_notes, result_json
 from nctk.evaluation import STATISTICS
-from nctk.io import save_feature_file, write_json
+from nctk.io import atomic_path, save_feature_file, write_json
+from nctk.paths import Input, Output, check_outputs
+
+DEMO_JSON = "demo.json"
+REPORT = "report.html"
+FEATURES = "features"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -48,10 +53,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from nctk.analyses import effective_options, supported_options
-    from nctk.demo.run import GROUND_TRUTH, asset, provenance, run_demo
+    from nctk.demo.run import ASSETS, GROUND_TRUTH, asset, provenance, run_demo
     from nctk.provenance import provenance as run_record
     from nctk.transfer.guidance import flag_notes, method_order, pool_flags, recommendation
 
+    check_outputs([Output("--out", args.out,
+                          names=(DEMO_JSON, REPORT, GROUND_TRUTH, f"{FEATURES}/*.npz"))],
+                  [Input("the shipped demo assets", ASSETS)])
     started = time.perf_counter()
     models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
     result = run_demo(models=models, methods=args.methods, seed=args.seed,
@@ -75,12 +83,13 @@ def run(args: argparse.Namespace) -> int:
     print("\n" + advice)
 
     out = Path(args.out)
-    features = out / "features"
+    features = out / FEATURES
     features.mkdir(parents=True, exist_ok=True)
     for file in result.pool:
         save_feature_file(features / f"{file.name}.npz", file.features, file.labels,
                           source_logits=file.source_logits, layers=file.layers)
-    shutil.copyfile(asset(GROUND_TRUTH), out / GROUND_TRUTH)
+    with atomic_path(out / GROUND_TRUTH) as tmp:
+        shutil.copyfile(asset(GROUND_TRUTH), tmp)
     record = run_record(labels=labels, data="demo:target",
                         models={f.name: f"demo:{f.name}" for f in result.pool}, seed=args.seed,
                         argv=args.argv,
@@ -91,13 +100,13 @@ def run(args: argparse.Namespace) -> int:
                 seconds=result.seconds, notes=story + notes, provenance=record,
                 guidance={"recommended": advice,
                           "flags": {m: f.to_json() for m, f in flags.items()}})
-    write_json(out / "demo.json", data)
-    written = [out / "demo.json", features, out / GROUND_TRUTH]
+    write_json(out / DEMO_JSON, data)
+    written = [out / DEMO_JSON, features, out / GROUND_TRUTH]
     if not args.no_report:
         from nctk.report import write_report
 
         written.append(write_report(
-            out / "report.html", title=f"nctk demo: {len(result.pool)} models pre-trained "
+            out / REPORT, title=f"nctk demo: {len(result.pool)} models pre-trained "
             "on CIFAR-10 source classes", methods=result.methods, evaluation=result.evaluation,
             truth=result.truth, layers=result.layers, notes=story + notes, flags=flags,
             recommendation=advice, provenance=record))

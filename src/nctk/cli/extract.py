@@ -10,6 +10,11 @@ from nctk.cli import COMMANDS
 from nctk.cli import _types as types
 from nctk.cli._executor import add_executor_arguments, make_executor, report_failures
 from nctk.errors import InputError
+from nctk.paths import Input, Output, check_outputs
+
+TRUST_HELP = ("load checkpoints that carry code (a whole pickled nn.Module, a TorchScript "
+              "archive); without it nothing stored in a model file runs. Only for files "
+              "from a source you trust")
 
 
 def default_cache_dir() -> str:
@@ -18,6 +23,26 @@ def default_cache_dir() -> str:
         return os.environ["NCTK_CACHE_DIR"]
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return str(Path(base) / "nctk")
+
+
+def spec_inputs(models: str | None, data: str | None, test_data: str | None = None, *,
+                model_option: str = "--models") -> list[Input]:
+    """The local files and folders that model specs (comma-separated) and dataset specs
+    read, for :func:`nctk.paths.check_outputs`."""
+    from nctk.extract.datasets import dataset_paths
+    from nctk.extract.models import model_paths
+
+    inputs = [Input(model_option, path) for spec in (models or "").split(",") if spec.strip()
+              for path in model_paths(spec)]
+    for option, spec in (("--data", data), ("--test-data", test_data)):
+        inputs += [Input(option, path) for path in dataset_paths(spec or "")]
+    return inputs
+
+
+def cache_output(args: argparse.Namespace) -> Output:
+    """The feature cache folder (nctk names its files; it must not lie in an input)."""
+    return Output("--cache-dir", None if args.no_cache else
+                  (args.cache_dir or default_cache_dir()), names=())
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -57,6 +82,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "stopping")
     parser.add_argument("--no-progress", "--quiet", dest="no_progress", action="store_true",
                         help="hide the progress bars (shown on a terminal only anyway)")
+    parser.add_argument("--trust-checkpoint", action="store_true", help=TRUST_HELP)
     add_executor_arguments(parser)
     parser.set_defaults(func=run)
 
@@ -66,6 +92,10 @@ def run(args: argparse.Namespace) -> int:
     from nctk.extract.preflight import check_models
     from nctk.scale import ExtractSettings, extract_models
 
+    # <model>.npz files land in --out: refuse a folder holding an input .npz (whatever the
+    # model names turn out to be, `nctk rank OUT/*.npz` would take it for a model)
+    check_outputs([Output("--out", args.out, names=("*.npz",)), cache_output(args)],
+                  spec_inputs(args.models, args.data))
     specs = model_specs(args.models)
     executor = make_executor(args)
     dataset = load_dataset(args.data, split=args.split)
@@ -76,11 +106,11 @@ def run(args: argparse.Namespace) -> int:
         num_workers=args.workers, image_size=args.image_size,
         skip_bad_images=args.skip_bad_images,
         cache_dir=None if args.no_cache else (args.cache_dir or default_cache_dir()),
-        progress=not args.no_progress)
+        progress=not args.no_progress, trust_checkpoint=args.trust_checkpoint)
     failures = []
     with executor:  # a Ray executor checks the models as tasks, where they will run
         check_models(specs, dataset, image_size=args.image_size, layers=args.layers,
-                     executor=executor)
+                     executor=executor, trust_checkpoint=args.trust_checkpoint)
         for record, path in extract_models(specs, dataset, args.out, executor=executor,
                                            extract=settings, progress=not args.no_progress):
             if path is None:

@@ -13,8 +13,14 @@ from typing import Any
 
 from nctk.cli import COMMANDS
 from nctk.cli import _types as types
+from nctk.cli.extract import TRUST_HELP, spec_inputs
 from nctk.errors import InputError
 from nctk.finetune.methods import METHODS
+from nctk.paths import Output, check_outputs
+
+RESULT_NAME = "result.json"
+SWEEP_PLOT = "sweep.png"
+SCARCITY_PLOT = "scarcity.png"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -60,7 +66,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--resume", action="store_true", help="continue from --out's checkpoint")
     parser.add_argument("--no-progress", "--quiet", dest="no_progress", action="store_true",
                         help="hide the progress bars (shown on a terminal only anyway)")
+    parser.add_argument("--trust-checkpoint", action="store_true", help=TRUST_HELP)
     parser.set_defaults(func=run)
+
+
+def output_names() -> tuple[str, ...]:
+    """Everything finetune may write in --out (glob patterns relative to it)."""
+    from nctk.finetune.sweep import run_dir_name
+    from nctk.finetune.train import CHECKPOINT_NAME
+
+    runs = [run_dir_name(m, "*" if m in ("layer", "scl") else None) for m in METHODS]
+    return (CHECKPOINT_NAME, RESULT_NAME, SWEEP_PLOT, SCARCITY_PLOT,
+            *(f"{run}/{CHECKPOINT_NAME}" for run in runs))
 
 
 def declared_units(adapter) -> list[str] | None:
@@ -139,13 +156,17 @@ def run(args: argparse.Namespace) -> int:
     from nctk.finetune.train import finetune
     from nctk.io import write_json
 
+    # --resume reads --out's own checkpoint and goes on replacing it: that one is no input
+    check_outputs([Output("--out", args.out, names=output_names())],
+                  spec_inputs(args.model, args.data, args.test_data, model_option="--model"))
     modes = sum([bool(args.sweep), bool(args.scarcity), args.method is not None])
     if modes != 1:
         raise InputError("give exactly one of --method, --sweep or --scarcity", array="method")
     unit_names = [u for u in args.unit_modules.split(",") if u] if args.unit_modules else None
     config = _config(args)
     config.check()
-    adapter = load_model(args.model, image_size=args.image_size)
+    adapter = load_model(args.model, image_size=args.image_size,
+                         trust_checkpoint=args.trust_checkpoint)
     model = adapter.module
     train_data = load_dataset(args.data, split="train", transform=adapter.transform)
     test_data = (load_dataset(args.test_data, split="test", transform=adapter.transform)
@@ -178,7 +199,7 @@ def run(args: argparse.Namespace) -> int:
         numbers = unit_numbers(model, unit_names)
         print(format_table(results, numbers))
         report["results"] = [r.to_json() for r in results]
-        plot = plot_sweep(results, out / "sweep.png", numbers)
+        plot = plot_sweep(results, out / SWEEP_PLOT, numbers)
     elif args.scarcity:
         per_class = args.scarcity
         unit = args.unit or "5"
@@ -188,7 +209,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"{method:6s} " + "  ".join(f"{k}/class: {100 * v:.2f}%"
                                               for k, v in zip(per_class, values, strict=True)))
         report["scarcity"] = curves
-        plot = plot_scarcity(curves, out / "scarcity.png")
+        plot = plot_scarcity(curves, out / SCARCITY_PLOT)
     else:
         unit = args.unit
         if unit == "auto":
@@ -207,6 +228,6 @@ def run(args: argparse.Namespace) -> int:
         report["results"] = [result.to_json()]
         plot = None
     report["seconds"] = time.perf_counter() - started
-    path = write_json(out / "result.json", report)
+    path = write_json(out / RESULT_NAME, report)
     print(f"wrote {path}" + (f" and {plot}" if plot else ""))
     return 0

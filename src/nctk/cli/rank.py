@@ -26,7 +26,6 @@ import math
 import os
 import sys
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 from nctk.analyses import effective_options, supported_options
@@ -37,6 +36,7 @@ from nctk.cli._table import fmt_number, format_table
 from nctk.errors import InputError
 from nctk.evaluation import STATISTICS, evaluate, undefined_reason
 from nctk.io import FeatureFile, load_ground_truth, load_pool, write_json
+from nctk.paths import Input, Output, check_outputs
 from nctk.priors import Prior, load_prior, resolve_prior
 from nctk.validation import encode_labels
 
@@ -62,7 +62,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="JSON {model: value}, higher = better, needing no target data "
                              "(e.g. source accuracy); used by 'recommended' (default: the "
                              "source accuracy recorded for the models, when all have one)")
-    parser.add_argument("--json", metavar="OUT.json", help="write scores and evaluation as JSON")
+    parser.add_argument("--json", metavar="OUT.json",
+                        help="write scores and evaluation as JSON (- for standard output)")
     parser.add_argument("--report", metavar="OUT.html", help="write a self-contained HTML report")
     extract = parser.add_argument_group("extracting features first (instead of FEATURES.npz)")
     extract.add_argument("--models", metavar="SPEC,SPEC,...",
@@ -85,6 +86,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     extract.add_argument("--device", help="torch device for extraction (default: auto)")
     extract.add_argument("--no-progress", "--quiet", dest="no_progress", action="store_true",
                          help="hide the progress bars (shown on a terminal only anyway)")
+    extract.add_argument("--trust-checkpoint", action="store_true",
+                         help="load model files that carry code (see nctk extract --help)")
     add_executor_arguments(parser)
     parser.set_defaults(func=run)
 
@@ -108,10 +111,19 @@ def add_method_arguments(parser: argparse.ArgumentParser, default: str | None = 
 
 
 def run(args: argparse.Namespace) -> int:
+    outputs = [Output("--json", args.json), Output("--report", args.report)]
+    inputs = input_files(args.features, args.ground_truth)
+    if args.prior:
+        inputs.append(Input("--prior", args.prior))
+    if args.models is not None or args.data is not None:
+        from nctk.cli.extract import cache_output, spec_inputs
+
+        outputs.append(cache_output(args))
+        inputs += spec_inputs(args.models, args.data)
+    check_outputs(outputs, inputs)
     methods = resolve(args.method)
     weights = parse_weights(args.ncti_weights)
     if extracting(args):
-        check_outputs([args.json, args.report], [], args.ground_truth, args.prior)
         if args.ground_truth:
             load_ground_truth(args.ground_truth)  # a bad file fails before any extraction
         if args.prior:
@@ -122,7 +134,6 @@ def run(args: argparse.Namespace) -> int:
             return report_failures("rank", failures, total)
     else:
         pool = load_pool(features_given(args))
-        check_outputs([args.json, args.report], pool, args.ground_truth, args.prior)
         check_labels(pool)
         prior, prior_note = resolve_prior(args.prior, pool)
         methods, notes = drop_unrunnable(methods, pool, args.method)
@@ -185,7 +196,8 @@ def print_notes(notes: Sequence[str], written: Sequence[Any] = (),
     if cache_dir:
         lines.append(f"features cached in {cache_dir}")
     if written:
-        lines.append("wrote " + ", ".join(str(path) for path in written))
+        lines.append("wrote " + ", ".join(str(path) if isinstance(path, str | os.PathLike)
+                                          else "standard output" for path in written))
     if lines:
         print("\n" + "\n".join(lines), file=sys.stderr)
 
@@ -267,11 +279,12 @@ def rank_extracted(args: argparse.Namespace, methods: Sequence[Any],
     settings = ExtractSettings(
         image_size=args.image_size, device=args.device, skip_bad_images=args.skip_bad_images,
         cache_dir=None if args.no_cache else (args.cache_dir or default_cache_dir()),
-        progress=not args.no_progress)
+        progress=not args.no_progress, trust_checkpoint=args.trust_checkpoint)
     options = {m.name: method_options(m, seed=args.seed, ncti_weights=weights)
                for m in methods}
     with executor:  # a Ray executor checks the models as tasks, where they will run
-        check_models(specs, dataset, image_size=args.image_size, executor=executor)
+        check_models(specs, dataset, image_size=args.image_size, executor=executor,
+                     trust_checkpoint=args.trust_checkpoint)
         run = rank_models(specs, dataset, [m.name for m in methods], executor=executor,
                           extract=settings, options=options,
                           optional_inputs=is_all(args.method),
@@ -309,6 +322,12 @@ def subsample_notes(methods: Sequence[Any], samples: int, seed: int) -> list[str
     return notes
 
 
+def input_files(features: Sequence[str], ground_truth: str | None) -> list[Input]:
+    """Feature files and the ground truth, as inputs for :func:`nctk.paths.check_outputs`."""
+    return ([Input("FEATURES.npz", path) for path in features]
+            + ([Input("--ground-truth", ground_truth)] if ground_truth else []))
+
+
 def drop_unrunnable(methods: Sequence[Any], pool: Sequence[FeatureFile], spec: str
                     ) -> tuple[list[Any], list[str]]:
     """With ``--method all``, leave out the methods needing source logits when a file lacks
@@ -335,20 +354,6 @@ def check_labels(pool: Sequence[FeatureFile]) -> None:
         encode_labels(first.labels, first.features.shape[0], "labels")
     except InputError as err:
         raise err.located(file=first.path or first.name) from None
-
-
-def check_outputs(outputs: Sequence[str | None], pool: Sequence[FeatureFile],
-                  *others: str | None) -> None:
-    """Refuse an output path that is one of the inputs (feature files, ground truth, prior):
-    it would be overwritten."""
-    inputs = {_real(f.path) for f in pool if f.path} | {_real(p) for p in others if p}
-    for out in outputs:
-        if out and _real(out) in inputs:
-            raise InputError("is also an input file; refusing to overwrite it", file=out)
-
-
-def _real(path: str | os.PathLike) -> str:
-    return os.path.realpath(Path(path))
 
 
 def method_options(method: Any, *, seed: int | None = None,

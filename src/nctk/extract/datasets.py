@@ -369,10 +369,8 @@ def _huggingface(spec: str, rest: str, split: str | None, image_column: str | No
     except ImportError:
         raise InputError("hf: datasets need the 'datasets' package (pip install datasets)"
                          ) from None
-    name = rest
-    if not Path(rest).exists() and ":" in rest:
-        name, _, split_in_spec = rest.rpartition(":")
-        split = split or split_in_spec
+    name, split_in_spec = _hf_name(rest)
+    split = split or split_in_spec
     try:
         if Path(name).exists():
             source = datasets.load_from_disk(name)
@@ -404,6 +402,32 @@ def _huggingface(spec: str, rest: str, split: str | None, image_column: str | No
                      reader=_HFReader(source, image_column),
                      describe=_IndexedName(f"{spec}").describe,
                      identity=f"hf:{name}:{source.split}:{source._fingerprint}")
+
+
+def _hf_name(rest: str) -> tuple[str, str | None]:
+    """``<name or saved dir>[:<split>]`` -> (name, split or None); a path that exists keeps
+    its colons."""
+    if not Path(rest).exists() and ":" in rest:
+        name, _, split = rest.rpartition(":")
+        return name, split or None
+    return rest, None
+
+
+def dataset_paths(spec: str) -> list[Path]:
+    """The local files and folders a dataset spec reads, without opening anything (for the
+    output checks of :func:`nctk.paths.check_outputs`); [] for hub names and bad specs."""
+    kind, _, rest = str(spec).partition(":")
+    if kind in ("imagefolder", "npz"):
+        where = rest
+    elif kind == "torchvision":
+        where = rest.partition(":")[2]
+    elif kind == "hf":
+        where = _hf_name(rest)[0]
+        if not Path(where).exists():
+            return []
+    else:
+        return []
+    return [Path(where)] if where else []
 
 
 class _HFReader:

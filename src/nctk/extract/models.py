@@ -15,7 +15,12 @@ Specs accepted by :func:`load_model` (see docs/extraction.md)::
     torchvision:<name>[:<weights>]     weights enum name (IMAGENET1K_V2, DEFAULT) or none
     timm:<name>[:pretrained|none]      timm.create_model(name, pretrained=...)
     hf:<repo id or local dir>          transformers Auto* classes + AutoImageProcessor
-    <path>.pt / .pth / .ts             TorchScript archive or a pickled nn.Module
+    torchvision:<name>@<file>          that architecture with a state dict from <file>
+    timm:<name>@<file>                 (read with ``torch.load(weights_only=True)``)
+    file:<path>, <path>.pt/.pth/.ckpt/.ts
+                                       a checkpoint: a whole pickled nn.Module or a
+                                       TorchScript archive, loaded only with
+                                       ``trust_checkpoint=True`` (they carry code)
     demo:<name>                        a model of the shipped demo pool (nctk.demo)
     NAME=<any of the above>            the same model, named NAME (the feature-file stem)
 
@@ -27,9 +32,12 @@ model (and the feature cache hits) while the caller's random state is left alone
 from __future__ import annotations
 
 import functools
+import os
+import pickle
 import re
 import warnings
-from collections.abc import Callable, Sequence
+import zipfile
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +49,20 @@ from nctk.errors import InputError
 from nctk.extract.cache import files_fingerprint
 
 ACCEPTED_FORMS = ("torchvision:<name>[:<weights>|none], timm:<name>[:pretrained|none], "
-                  "hf:<repo id or local dir>, demo:<name>, or a checkpoint path (.pt/.pth/.ts: "
-                  "TorchScript or a pickled nn.Module); NAME=<spec> renames any of them")
+                  "torchvision:<name>@<state dict file>, timm:<name>@<state dict file>, "
+                  "hf:<repo id or local dir>, demo:<name>, or a checkpoint file:<path> / "
+                  "<path>.pt/.pth/.ckpt/.ts (a pickled nn.Module or TorchScript: needs "
+                  "--trust-checkpoint); NAME=<spec> renames any of them")
+
+#: A spec ending in one of these is a checkpoint path; any other file needs ``file:``.
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".ts")
+FILE_PREFIX = "file:"
+
+#: Keys under which training scripts commonly nest a state dict.
+_STATE_DICT_KEYS = ("state_dict", "model_state_dict", "model")
+
+TRUST_HINT = ("pass --trust-checkpoint (trust_checkpoint=True in Python) only if you trust "
+              "where the file comes from")
 
 #: ImageNet channel statistics used by the default preprocessing.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -298,20 +318,26 @@ def _seeded_init(load: Callable[..., ModelAdapter]) -> Callable[..., ModelAdapte
 
 @_seeded_init
 def load_model(spec: str | nn.Module, *, name: str | None = None,
-               image_size: int | None = None) -> ModelAdapter:
+               image_size: int | None = None, trust_checkpoint: bool = False) -> ModelAdapter:
     """Build a :class:`ModelAdapter` from a spec string or a module.
 
     Args:
         spec: ``torchvision:<name>[:<weights>]``, ``timm:<name>[:pretrained|none]``,
-            ``hf:<repo id or dir>``, a checkpoint path, ``demo:<name>``, any of them as
-            ``NAME=SPEC``, or an ``nn.Module``.
+            ``torchvision:<name>@<file>`` / ``timm:<name>@<file>`` (a state dict),
+            ``hf:<repo id or dir>``, a checkpoint (``file:<path>`` or a path ending in
+            .pt/.pth/.ckpt/.ts), ``demo:<name>``, any of them as ``NAME=SPEC``, or an
+            ``nn.Module``.
         name: the model's name (default: NAME of ``NAME=SPEC``, else derived from the spec).
         image_size: crop size of the preprocessing (default: the model's own; 224 for the
             ImageNet default). For timm models that take ``img_size`` (ViTs) it also sets
             the model's input size.
+        trust_checkpoint: allow a checkpoint that carries code (a whole pickled module, a
+            TorchScript archive) to be loaded; a warning is issued. Without it such a file
+            is an :class:`InputError` and nothing in it runs. State dicts never need it.
 
     Raises:
-        InputError: unknown spec, model or weights; weights not available offline.
+        InputError: unknown spec, model or weights; weights not available offline; a
+            checkpoint carrying code without ``trust_checkpoint``.
     """
     if isinstance(spec, ModelAdapter):
         return spec
@@ -326,15 +352,52 @@ def load_model(spec: str | nn.Module, *, name: str | None = None,
     kind, _, rest = spec.strip().partition(":")
     if kind == "demo":
         return _demo_model(rest, name, image_size)
+    arch, _, state_file = rest.partition("@")
     if kind == "torchvision":
-        return _torchvision_model(spec, rest, name, image_size)
+        return _torchvision_model(spec, arch, name, image_size, state_file or None)
     if kind == "timm":
-        return _timm_model(spec, rest, name, image_size)
+        return _timm_model(spec, arch, name, image_size, state_file or None)
     if kind == "hf":
         return _hf_model(spec, rest, name)
-    if Path(spec).suffix in (".pt", ".pth", ".ts") or Path(spec).is_file():
-        return _checkpoint_model(spec, name, image_size)
-    raise InputError(f"unknown model spec {spec!r}; accepted forms: {ACCEPTED_FORMS}")
+    checkpoint = checkpoint_path(spec)
+    if checkpoint is not None:
+        return _checkpoint_model(checkpoint, name, image_size, trust_checkpoint)
+    hint = (f" (to load the file {spec} as a checkpoint, write {FILE_PREFIX}{spec})"
+            if Path(spec).is_file() else "")
+    raise InputError(f"unknown model spec {spec!r}; accepted forms: {ACCEPTED_FORMS}{hint}")
+
+
+def checkpoint_path(spec: str) -> str | None:
+    """The file a checkpoint spec names: ``file:<path>``, or a path ending in .pt, .pth,
+    .ckpt or .ts; None for any other spec (a bare name that happens to be a file is not a
+    checkpoint)."""
+    spec = spec.strip()
+    if spec.startswith(FILE_PREFIX):
+        return spec[len(FILE_PREFIX):]
+    if spec.partition(":")[0] in ("torchvision", "timm", "hf", "demo"):
+        return None
+    return spec if Path(spec).suffix.lower() in CHECKPOINT_SUFFIXES else None
+
+
+def model_paths(spec: str | nn.Module) -> list[Path]:
+    """The local files and folders a model spec reads, without loading anything (for the
+    output checks of :func:`nctk.paths.check_outputs`)."""
+    if not isinstance(spec, str):
+        return []
+    spec = split_name(spec)[1]
+    checkpoint = checkpoint_path(spec)
+    if checkpoint is not None:
+        return [Path(checkpoint)]
+    kind, _, rest = spec.strip().partition(":")
+    if kind == "demo":
+        from nctk.demo.run import ASSETS
+
+        return [ASSETS / f"{rest}.pt"]
+    if kind in ("torchvision", "timm") and "@" in rest:
+        return [Path(rest.partition("@")[2])]
+    if kind == "hf" and rest and Path(rest).exists():
+        return [Path(rest)]
+    return []
 
 
 def _not_cached(what: str, spec: str, exc: BaseException) -> InputError:
@@ -343,8 +406,8 @@ def _not_cached(what: str, spec: str, exc: BaseException) -> InputError:
                       f"{detail} (see docs/extraction.md, 'Pretrained weights')")
 
 
-def _torchvision_model(spec: str, rest: str, name: str | None, image_size: int | None
-                       ) -> ModelAdapter:
+def _torchvision_model(spec: str, rest: str, name: str | None, image_size: int | None,
+                       state_file: str | None = None) -> ModelAdapter:
     import torchvision.models as tvm
 
     arch, _, weights_name = rest.partition(":")
@@ -353,6 +416,15 @@ def _torchvision_model(spec: str, rest: str, name: str | None, image_size: int |
                          f"{ACCEPTED_FORMS}; torchvision models: e.g. "
                          f"{', '.join(tvm.list_models()[:6])}, ... (torchvision.models."
                          "list_models())")
+    if state_file is not None:
+        if weights_name:
+            raise InputError(f"give torchvision:{arch}:<weights> or torchvision:{arch}@<file>, "
+                             f"not both, in {spec!r}")
+        module = _with_state_dict(lambda **kw: tvm.get_model(arch, weights=None, **kw),
+                                  state_file, spec)
+        return ModelAdapter(module, name=name or f"{arch}.{Path(state_file).stem}",
+                            transform=imagenet_transform(image_size), head=find_head(module),
+                            identity=f"torchvision:{arch}@{_file_identity(state_file)}")
     weights = None
     if weights_name and weights_name.lower() != "none":
         enum = tvm.get_model_weights(arch)
@@ -390,8 +462,8 @@ def imagenet_top1(weights: Any) -> float | None:
     return float(value) if isinstance(value, int | float) else None
 
 
-def _timm_model(spec: str, rest: str, name: str | None, image_size: int | None
-                ) -> ModelAdapter:
+def _timm_model(spec: str, rest: str, name: str | None, image_size: int | None,
+                state_file: str | None = None) -> ModelAdapter:
     import timm
     import timm.data
 
@@ -404,8 +476,14 @@ def _timm_model(spec: str, rest: str, name: str | None, image_size: int | None
     if not timm.is_model(arch):
         raise InputError(f"unknown timm model '{arch}' in {spec!r}; accepted forms: "
                          f"{ACCEPTED_FORMS}; see timm.list_models()")
+    if state_file is not None and flag:
+        raise InputError(f"give timm:{arch}:{flag} or timm:{arch}@<file>, not both, in {spec!r}")
     try:
-        module = _create_timm(arch, pretrained, image_size)
+        if state_file is not None:
+            module = _with_state_dict(lambda **kw: _create_timm(arch, False, image_size, **kw),
+                                      state_file, spec)
+        else:
+            module = _create_timm(arch, pretrained, image_size)
     except OSError as exc:  # huggingface_hub and urllib errors derive from OSError
         raise _not_cached("pretrained weights", f"timm:{arch}", exc) from None
     config = timm.data.resolve_data_config({}, model=module)
@@ -413,22 +491,28 @@ def _timm_model(spec: str, rest: str, name: str | None, image_size: int | None
         config["input_size"] = (3, image_size, image_size)
     transform = timm.data.create_transform(**config, is_training=False)
     identity = f"timm:{arch}:pretrained" if pretrained else None
+    default_name = arch
+    if state_file is not None:
+        identity = f"timm:{arch}@{_file_identity(state_file)}"
+        default_name = f"{arch}.{Path(state_file).stem}"
     units = [info["module"] for info in getattr(module, "feature_info", [])
              if isinstance(info, dict) and info.get("module")] or None
-    return ModelAdapter(module, name=name or arch, transform=transform,
+    return ModelAdapter(module, name=name or default_name, transform=transform,
                         head=None, identity=identity, run=_timm_run, units=units)
 
 
-def _create_timm(arch: str, pretrained: bool, image_size: int | None) -> nn.Module:
+def _create_timm(arch: str, pretrained: bool, image_size: int | None, **kwargs: Any
+                 ) -> nn.Module:
     """``timm.create_model``; ``img_size`` is passed to models that take it (ViTs)."""
     import timm
 
     if image_size:
         try:
-            return timm.create_model(arch, pretrained=pretrained, img_size=image_size)
+            return timm.create_model(arch, pretrained=pretrained, img_size=image_size,
+                                     **kwargs)
         except TypeError:  # convolutional models take any input size and no img_size
             pass
-    return timm.create_model(arch, pretrained=pretrained)
+    return timm.create_model(arch, pretrained=pretrained, **kwargs)
 
 
 def _timm_run(module: nn.Module, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -494,32 +578,118 @@ def _hf_pooled_run(module: nn.Module, batch: torch.Tensor
     return pool_output(output.last_hidden_state, class_token=has_class_token(module)), None
 
 
-def _checkpoint_model(path: str, name: str | None, image_size: int | None) -> ModelAdapter:
-    """A TorchScript archive, or a whole ``nn.Module`` pickled with ``torch.save``.
+def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """A state dict read with ``torch.load(weights_only=True)``: nothing in the file runs.
 
-    Unpickling runs code stored in the file: load only checkpoints you trust.
-    TorchScript modules cannot take hooks, so their output (pooled) is the feature vector
-    and they have neither logits nor intermediate layers.
+    Accepts a mapping of parameter names to tensors, or one nested under ``state_dict``,
+    ``model_state_dict`` or ``model`` (training scripts' checkpoints); a ``module.``
+    prefix on every key (``DataParallel``) is removed.
+    """
+    obj = _load_weights_only(Path(path), what="state dict file",
+                             hint="a state dict file holds tensors only: save it with "
+                                  "torch.save(model.state_dict(), FILE)")
+    if isinstance(obj, Mapping):
+        obj = next((obj[k] for k in _STATE_DICT_KEYS if isinstance(obj.get(k), Mapping)), obj)
+    if not _is_state_dict(obj):
+        raise InputError(f"holds a {type(obj).__name__}, not a state dict (parameter names "
+                         "mapped to tensors)", file=str(path))
+    if all(key.startswith("module.") for key in obj):
+        obj = {key[len("module."):]: value for key, value in obj.items()}
+    return dict(obj)
+
+
+def _is_state_dict(obj: Any) -> bool:
+    return isinstance(obj, Mapping) and bool(obj) and all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
+
+
+def _with_state_dict(build: Callable[..., nn.Module], path: str, spec: str) -> nn.Module:
+    """``build()`` with the weights of the state dict at ``path``; when the head in the
+    file has another number of classes, the model is built with that many
+    (``build(num_classes=K)``)."""
+    state = read_state_dict(path)
+    module = build()
+    head = find_head(module)
+    if head is not None:
+        key = next(n for n, m in module.named_modules() if m is head) + ".weight"
+        classes = state[key].shape[0] if key in state and state[key].ndim == 2 else None
+        if classes is not None and classes != head.out_features:
+            module = build(num_classes=classes)
+    try:
+        module.load_state_dict(state)
+    except RuntimeError as exc:
+        detail = " ".join(str(exc).split())
+        raise InputError(f"does not fit {spec.partition('@')[0]}: "
+                         f"{detail[:300]}{'...' if len(detail) > 300 else ''}",
+                         file=path) from None
+    return module
+
+
+def _file_identity(path: str | os.PathLike) -> str:
+    """Resolved path, size and modification time: changes whenever the file does."""
+    file = Path(path)
+    info = file.stat()
+    return f"{file.resolve()}:{info.st_size}:{info.st_mtime_ns}"
+
+
+def _load_weights_only(file: Path, *, what: str, hint: str) -> Any:
+    """``torch.load(file, weights_only=True)``; InputError when the file is missing,
+    unreadable, or holds pickled objects beyond tensors (which would run code)."""
+    if not file.is_file():
+        raise InputError(f"no such {what}", file=str(file))
+    try:
+        with warnings.catch_warnings():  # torch warns about foreign pickle protocols
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.load(file, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "weights only load failed" in str(exc).lower():
+            raise InputError("holds pickled Python objects, not only tensors: unpickling "
+                             f"them would run code stored in the file; {hint}",
+                             file=str(file)) from None
+        raise InputError(f"unreadable {what} ({exc})", file=str(file)) from None
+    except Exception as exc:  # torch raises RuntimeError, struct.error, EOFError, ...
+        detail = str(exc).splitlines()[0] if str(exc) else ""
+        raise InputError(f"unreadable {what} ({type(exc).__name__}: {detail})",
+                         file=str(file)) from None
+
+
+def _checkpoint_model(path: str, name: str | None, image_size: int | None,
+                      trust: bool = False) -> ModelAdapter:
+    """A whole ``nn.Module`` pickled with ``torch.save``, or a TorchScript archive.
+
+    Both carry code: unpickling runs whatever the file says, and a TorchScript archive is
+    a program (run by torch's TorchScript interpreter rather than Python, so it cannot
+    import arbitrary Python, but it is still code from the file). Neither is loaded
+    without ``trust`` (a warning is issued when it is); without it the file is read with
+    ``weights_only=True`` only to say what it holds. TorchScript modules cannot take hooks,
+    so their output (pooled) is the feature vector and they have neither logits nor
+    intermediate layers.
     """
     file = Path(path)
     if not file.is_file():
         raise InputError("no such checkpoint file", file=path)
-    identity = f"checkpoint:{file.resolve()}:{file.stat().st_size}:{file.stat().st_mtime_ns}"
+    identity = f"checkpoint:{_file_identity(file)}"
     transform = imagenet_transform(image_size)
-    import zipfile
-
-    if zipfile.is_zipfile(file):
-        with zipfile.ZipFile(file) as archive:
-            scripted = any(n.endswith("/constants.pkl") for n in archive.namelist())
-        if scripted:
-            try:
-                with warnings.catch_warnings():  # torch >= 2.9 deprecates TorchScript
-                    warnings.simplefilter("ignore", FutureWarning)
-                    module = torch.jit.load(str(file), map_location="cpu")
-            except RuntimeError as exc:
-                raise InputError(f"unreadable TorchScript archive ({exc})", file=path) from None
-            return ModelAdapter(module, name=name or file.stem, transform=transform,
-                                identity=identity, run=_scripted_run, hookable=False)
+    if _is_torchscript(file):
+        if not trust:
+            raise InputError("is a TorchScript archive, a program that runs when the model "
+                             f"does; {TRUST_HINT}", file=path)
+        _warn_trusted(path, "a TorchScript program")
+        try:
+            with warnings.catch_warnings():  # torch >= 2.9 deprecates TorchScript
+                warnings.simplefilter("ignore", FutureWarning)
+                module = torch.jit.load(str(file), map_location="cpu")
+        except RuntimeError as exc:
+            raise InputError(f"unreadable TorchScript archive ({exc})", file=path) from None
+        return ModelAdapter(module, name=name or file.stem, transform=transform,
+                            identity=identity, run=_scripted_run, hookable=False)
+    if not trust:
+        obj = _load_weights_only(file, what="checkpoint", hint=TRUST_HINT)
+        if _is_state_dict(obj) or isinstance(obj, Mapping):
+            raise InputError("holds a state dict (weights only): name its architecture, "
+                             f"torchvision:<name>@{path} or timm:<name>@{path}", file=path)
+        raise InputError(f"holds a {type(obj).__name__}, not a model", file=path)
+    _warn_trusted(path, "code pickled in it")
     try:
         obj = torch.load(file, map_location="cpu", weights_only=False)
     except Exception as exc:  # unpickling may raise anything the file's code raises
@@ -527,8 +697,8 @@ def _checkpoint_model(path: str, name: str | None, image_size: int | None) -> Mo
                          file=path) from None
     if not isinstance(obj, nn.Module):
         raise InputError(f"holds a {type(obj).__name__}, not a whole nn.Module; a state dict "
-                         "needs its architecture: build the module and use "
-                         "ModelAdapter.from_module", file=path)
+                         f"needs its architecture: torchvision:<name>@{path} or "
+                         f"timm:<name>@{path}", file=path)
     return ModelAdapter(obj, name=name or file.stem, transform=transform,
                         head=find_head(obj), identity=identity)
 
@@ -544,6 +714,18 @@ def _demo_model(member: str, name: str | None, image_size: int | None) -> ModelA
     identity = f"demo:{member}:{weights.stat().st_size}:{weights.stat().st_mtime_ns}"
     return ModelAdapter(module, name=name or member, transform=image_transform(image_size),
                         head=module.head, identity=identity, units=module.block_names)
+
+
+def _is_torchscript(file: Path) -> bool:
+    if not zipfile.is_zipfile(file):
+        return False
+    with zipfile.ZipFile(file) as archive:
+        return any(n.endswith("/constants.pkl") for n in archive.namelist())
+
+
+def _warn_trusted(path: str, what: str) -> None:
+    warnings.warn(f"{path}: loading a trusted checkpoint runs {what}", UserWarning,
+                  stacklevel=3)
 
 
 def _scripted_run(module: nn.Module, batch: torch.Tensor) -> tuple[torch.Tensor, None]:

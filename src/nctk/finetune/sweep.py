@@ -16,10 +16,14 @@ from nctk.finetune.train import FinetuneResult, TrainConfig, finetune
 from nctk.finetune.units import find_units, resolve_unit
 
 
+def run_dir_name(method: str, unit_index: int | str | None) -> str:
+    """The sub-folder of one sweep run: ``lp``, ``layer_unit3``, ... (``"*"`` as the unit
+    gives the glob pattern of every unit)."""
+    return method if unit_index is None else f"{method}_unit{unit_index}"
+
+
 def _run_dir(out_dir: str | Path | None, method: str, unit_index: int | None) -> Path | None:
-    if out_dir is None:
-        return None
-    return Path(out_dir) / (method if unit_index is None else f"{method}_unit{unit_index}")
+    return None if out_dir is None else Path(out_dir) / run_dir_name(method, unit_index)
 
 
 def sweep(model: nn.Module, train_data: Dataset, *, test_data: Dataset | None = None,

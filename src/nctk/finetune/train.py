@@ -171,9 +171,35 @@ def _identity(net: FineTuneNet, model_name: str, config: TrainConfig,
     }
 
 
+class _RecordingWriter:
+    """A file's ``write`` that keeps the first OSError: torch.save turns a failed write
+    (a full disk) into an opaque RuntimeError, and this recovers the real error."""
+
+    def __init__(self, handle: Any):
+        self.handle = handle
+        self.error: OSError | None = None
+
+    def write(self, data: bytes) -> int:
+        try:
+            return self.handle.write(data)
+        except OSError as err:
+            self.error = self.error or err
+            raise
+
+    def flush(self) -> None:
+        self.handle.flush()
+
+
 def _save(path: Path, payload: dict) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    """Write a checkpoint atomically; a full disk is an OSError naming ``path``."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        writer = _RecordingWriter(handle)
+        try:
+            torch.save(payload, writer)
+        except RuntimeError:
+            if writer.error is not None:
+                raise writer.error from None
+            raise
 
 
 def _load_checkpoint(path: Path, identity: dict) -> dict:

@@ -54,6 +54,7 @@ class ExtractSettings:
     skip_bad_images: bool = False
     cache_dir: str | None = None
     progress: bool = False
+    trust_checkpoint: bool = False
 
 
 @dataclass(frozen=True)
@@ -144,7 +145,7 @@ def _run(job: PoolJob, model: str | ModelAdapter, spec: str) -> ModelRecord:
     settings = job.extract
     started = time.perf_counter()
     adapter = model if isinstance(model, ModelAdapter) else load_model(
-        model, image_size=settings.image_size)
+        model, image_size=settings.image_size, trust_checkpoint=settings.trust_checkpoint)
     device = resolve_device(settings.device)
     cache = (feature_cache(adapter, job.dataset, settings.cache_dir, layers=settings.layers,
                            device=device, skip_bad_images=settings.skip_bad_images)
