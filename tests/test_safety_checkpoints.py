@@ -60,7 +60,8 @@ def test_malicious_pickle_never_runs_without_the_flag(files, capsys, command, ev
     data = f"npz:{tmp / 'd.npz'}"
     argv = {"extract": ["extract", "--models", spec, "--data", data, "--out", tmp / "o",
                         "--no-cache"],
-            "rank": ["rank", "--models", spec, "--data", data, "--no-cache"],
+            "rank": ["rank", "--models", f"{spec},timm:test_resnet", "--data", data,
+                     "--no-cache"],
             "finetune": ["finetune", "--model", spec, "--data", data, "--method", "lp",
                          "--out", tmp / "o"]}[command]
     err = _one_line(capsys, argv)

@@ -41,9 +41,10 @@ def reference(data):
     return {m: rank_pool_methods(pool, [get_method(m)], workers=1)[m] for m in METHODS}
 
 
-def _rank(data, models, cache_dir, methods=METHODS, **kwargs):
+def _rank(data, models, cache_dir, methods=METHODS, trust_checkpoint=False, **kwargs):
     return rank_models(models, data, list(methods), executor=LoopExecutor(),
-                       extract=ExtractSettings(cache_dir=str(cache_dir), num_workers=0),
+                       extract=ExtractSettings(cache_dir=str(cache_dir), num_workers=0,
+                                               trust_checkpoint=trust_checkpoint),
                        progress=False, **kwargs)
 
 
@@ -137,10 +138,11 @@ def test_methods_without_their_input(data, tmp_path):
         torch.jit.trace(sm.load_demo_model("cnn_small"), torch.zeros(1, 3, 32, 32)).save(
             scripted)
     models = [*sm.demo_adapters(["cnn_wide"]), str(scripted)]
-    run = _rank(data, models, tmp_path, methods=["logme", "leep"], optional_inputs=True)
+    run = _rank(data, models, tmp_path, methods=["logme", "leep"], optional_inputs=True,
+                trust_checkpoint=True)
     assert list(run.results) == ["logme"]
     assert run.notes == ["skipped leep: some models have no source_logits"]
-    run = _rank(data, models, tmp_path, methods=["logme", "leep"])
+    run = _rank(data, models, tmp_path, methods=["logme", "leep"], trust_checkpoint=True)
     assert [r.spec for r in run.failures] == [str(scripted)]
     assert "array 'source_logits': missing; method 'leep' needs" in run.failures[0].error
 

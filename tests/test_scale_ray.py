@@ -277,3 +277,26 @@ def test_gpu_shares_and_cpus_reach_the_tasks(cluster):
     assert sorted(o.index for o in outcomes) == [0, 1, 2, 3]
     for outcome in outcomes:
         assert outcome.value["CPU"] == 0.5 and outcome.value["GPU"] == 0.25
+
+
+def test_trusted_checkpoint_on_ray_warns_once_on_the_driver(cluster, tmp_path, capsys):
+    """Models are checked and extracted in Ray workers; the --trust-checkpoint warning is
+    the driver's, one line, once; without the flag the worker's refusal is one line."""
+    checkpoint = tmp_path / "pickled.pt"
+    torch.save(sm.load_demo_model("cnn_small"), checkpoint)
+    npz = tmp_path / "target.npz"
+    subset = sm.demo_data(per_class=4)
+    np.savez(npz, images=np.stack([np.asarray(subset.read_image(i))
+                                   for i in range(len(subset))]),
+             labels=subset.label_values())
+    args = ["rank", "--models", f"{checkpoint},demo:cnn_wide", "--data", f"npz:{npz}",
+            "--no-progress", "--no-cache", "--executor", "ray", "--gpus-per-model", "0",
+            "--method", "logme"]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "pass --trust-checkpoint" in err[0], err
+    assert main([*args, "--trust-checkpoint"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("loading a trusted checkpoint runs code pickled in it") == 1, err
+    assert f"nctk: warning: {checkpoint}: loading a trusted checkpoint" in err
+    assert "UserWarning" not in err and "TrustedCheckpointWarning" not in err

@@ -186,7 +186,12 @@ class ModelAdapter:
         source_accuracy: the weights' accuracy on their source task when their metadata
             carries it (torchvision: ImageNet-1K acc@1 in %), else None; recorded in the
             feature files as a data-free prior for ``nctk rank``.
+        trust_warning: for a checkpoint that carries code, loaded with
+            ``trust_checkpoint=True``, the warning that says so; else None.
     """
+
+    #: Set by the checkpoint loader; see the class docstring.
+    trust_warning: str | None = None
 
     def __init__(self, module: nn.Module, *, name: str, transform: Transform,
                  head: nn.Module | None = None, identity: str | None = None,
@@ -674,22 +679,26 @@ def _checkpoint_model(path: str, name: str | None, image_size: int | None,
         if not trust:
             raise InputError("is a TorchScript archive, a program that runs when the model "
                              f"does; {TRUST_HINT}", file=path)
-        _warn_trusted(path, "a TorchScript program")
+        warning = f"{path}: loading a trusted checkpoint runs a TorchScript program"
+        warn_trusted(warning)
         try:
             with warnings.catch_warnings():  # torch >= 2.9 deprecates TorchScript
                 warnings.simplefilter("ignore", FutureWarning)
                 module = torch.jit.load(str(file), map_location="cpu")
         except RuntimeError as exc:
             raise InputError(f"unreadable TorchScript archive ({exc})", file=path) from None
-        return ModelAdapter(module, name=name or file.stem, transform=transform,
-                            identity=identity, run=_scripted_run, hookable=False)
+        adapter = ModelAdapter(module, name=name or file.stem, transform=transform,
+                               identity=identity, run=_scripted_run, hookable=False)
+        adapter.trust_warning = warning
+        return adapter
     if not trust:
         obj = _load_weights_only(file, what="checkpoint", hint=TRUST_HINT)
         if _is_state_dict(obj) or isinstance(obj, Mapping):
             raise InputError("holds a state dict (weights only): name its architecture, "
                              f"torchvision:<name>@{path} or timm:<name>@{path}", file=path)
         raise InputError(f"holds a {type(obj).__name__}, not a model", file=path)
-    _warn_trusted(path, "code pickled in it")
+    warning = f"{path}: loading a trusted checkpoint runs code pickled in it"
+    warn_trusted(warning)
     try:
         obj = torch.load(file, map_location="cpu", weights_only=False)
     except Exception as exc:  # unpickling may raise anything the file's code raises
@@ -699,8 +708,10 @@ def _checkpoint_model(path: str, name: str | None, image_size: int | None,
         raise InputError(f"holds a {type(obj).__name__}, not a whole nn.Module; a state dict "
                          f"needs its architecture: torchvision:<name>@{path} or "
                          f"timm:<name>@{path}", file=path)
-    return ModelAdapter(obj, name=name or file.stem, transform=transform,
-                        head=find_head(obj), identity=identity)
+    adapter = ModelAdapter(obj, name=name or file.stem, transform=transform,
+                           head=find_head(obj), identity=identity)
+    adapter.trust_warning = warning
+    return adapter
 
 
 def _demo_model(member: str, name: str | None, image_size: int | None) -> ModelAdapter:
@@ -723,9 +734,19 @@ def _is_torchscript(file: Path) -> bool:
         return any(n.endswith("/constants.pkl") for n in archive.namelist())
 
 
-def _warn_trusted(path: str, what: str) -> None:
-    warnings.warn(f"{path}: loading a trusted checkpoint runs {what}", UserWarning,
-                  stacklevel=3)
+class TrustedCheckpointWarning(UserWarning):
+    """A checkpoint carrying code was loaded because ``trust_checkpoint`` allowed it."""
+
+
+_warned_trusted: set[str] = set()
+
+
+def warn_trusted(message: str) -> None:
+    """Issue a :class:`TrustedCheckpointWarning` once per message and process (a run loads
+    each model twice, to check it and to extract; remote checks hand theirs back here)."""
+    if message not in _warned_trusted:
+        _warned_trusted.add(message)
+        warnings.warn(message, TrustedCheckpointWarning, stacklevel=2)
 
 
 def _scripted_run(module: nn.Module, batch: torch.Tensor) -> tuple[torch.Tensor, None]:

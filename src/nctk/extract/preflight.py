@@ -11,6 +11,7 @@ pass, and drops it again; the first problem (by position) is an
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +21,13 @@ from PIL import Image
 
 from nctk.errors import InputError
 from nctk.extract.datasets import LabelledImages
-from nctk.extract.models import ModelAdapter, load_model, split_name
+from nctk.extract.models import (
+    ModelAdapter,
+    TrustedCheckpointWarning,
+    load_model,
+    split_name,
+    warn_trusted,
+)
 
 #: How many leading samples are tried for a readable probe image.
 PROBE_CANDIDATES = 16
@@ -57,7 +64,9 @@ def check_models(models: Sequence[str | ModelAdapter | torch.nn.Module], dataset
             if outcome.error is not None or isinstance(value, ProbeFailure):
                 problems[outcome.index] = outcome.error or value.problem
             else:
-                names[outcome.index] = value
+                names[outcome.index] = value.name
+                if value.trust_warning:  # the task's load stayed silent: warn here
+                    warn_trusted(value.trust_warning)
         if problems:
             first = min(problems)
             raise InputError(problems[first], file=where[first])
@@ -65,7 +74,7 @@ def check_models(models: Sequence[str | ModelAdapter | torch.nn.Module], dataset
         names = []
         for model, place in zip(models, where, strict=True):
             try:
-                names.append(check_model(job, model))
+                names.append(check_model(job, model).name)
             except InputError as err:
                 raise InputError(str(err), file=place) from None
     seen: dict[str, str] = {}
@@ -100,24 +109,36 @@ class ProbeFailure:
     problem: str
 
 
-def check_model(job: ProbeJob, model: str | ModelAdapter | torch.nn.Module) -> str:
+@dataclass(frozen=True)
+class ProbePassed:
+    """A model that passed: its name, and the warning its loading gave when it is a
+    trusted checkpoint carrying code (a task hands it to the driver to issue)."""
+
+    name: str
+    trust_warning: str | None = None
+
+
+def check_model(job: ProbeJob, model: str | ModelAdapter | torch.nn.Module) -> ProbePassed:
     """Load one model, resolve its layers and run the probe image through it (then drop
-    it); its name. InputError on the first problem."""
+    it). InputError on the first problem."""
     adapter = model if isinstance(model, ModelAdapter) else load_model(
         model, image_size=job.image_size, **job.load_options)
     layer_names = adapter.resolve_layers(job.layers)
     if job.image is not None:
         probe_input(adapter, job.image, layer_names, transform=job.transform)
-    return adapter.name
+    return ProbePassed(adapter.name, adapter.trust_warning)
 
 
 def check_model_task(job: ProbeJob, model: str | ModelAdapter | torch.nn.Module
-                     ) -> str | ProbeFailure:
-    """:func:`check_model` as an executor task: bad input is returned, not raised."""
-    try:
-        return check_model(job, model)
-    except InputError as err:
-        return ProbeFailure(str(err))
+                     ) -> ProbePassed | ProbeFailure:
+    """:func:`check_model` as an executor task: bad input is returned, not raised, and
+    the trusted-checkpoint warning too (the driver issues it, not a remote worker)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", TrustedCheckpointWarning)
+        try:
+            return check_model(job, model)
+        except InputError as err:
+            return ProbeFailure(str(err))
 
 
 def _spec(model: Any) -> str:

@@ -19,6 +19,7 @@ import functools
 import hashlib
 import json
 import time
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +31,7 @@ from nctk.errors import InputError
 from nctk.extract.cache import FeatureCache
 from nctk.extract.datasets import LabelledImages
 from nctk.extract.engine import extract_features, feature_cache, resolve_device
-from nctk.extract.models import ModelAdapter, load_model
+from nctk.extract.models import ModelAdapter, TrustedCheckpointWarning, load_model
 from nctk.io import FeatureFile, atomic_path
 from nctk.transfer.registry import Components
 
@@ -54,6 +55,8 @@ class ExtractSettings:
     skip_bad_images: bool = False
     cache_dir: str | None = None
     progress: bool = False
+    #: load model files that carry code (see :func:`~nctk.extract.load_model`); the units
+    #: do not warn, their driver does (the CLI's check of every model before any unit)
     trust_checkpoint: bool = False
 
 
@@ -144,8 +147,12 @@ def run_model(job: PoolJob, model: str | ModelAdapter) -> ModelRecord:
 def _run(job: PoolJob, model: str | ModelAdapter, spec: str) -> ModelRecord:
     settings = job.extract
     started = time.perf_counter()
-    adapter = model if isinstance(model, ModelAdapter) else load_model(
-        model, image_size=settings.image_size, trust_checkpoint=settings.trust_checkpoint)
+    with warnings.catch_warnings():
+        # the driver warns: its check of every model (preflight) loaded each trusted file
+        # before any unit ran, and a unit may run in a Ray worker far from the user
+        warnings.simplefilter("ignore", TrustedCheckpointWarning)
+        adapter = model if isinstance(model, ModelAdapter) else load_model(
+            model, image_size=settings.image_size, trust_checkpoint=settings.trust_checkpoint)
     device = resolve_device(settings.device)
     cache = (feature_cache(adapter, job.dataset, settings.cache_dir, layers=settings.layers,
                            device=device, skip_bad_images=settings.skip_bad_images)
