@@ -647,11 +647,18 @@ def _load_weights_only(file: Path, *, what: str, hint: str) -> Any:
             warnings.simplefilter("ignore", UserWarning)
             return torch.load(file, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "weights only load failed" in str(exc).lower():
-            raise InputError("holds pickled Python objects, not only tensors: unpickling "
-                             f"them would run code stored in the file; {hint}",
-                             file=str(file)) from None
-        raise InputError(f"unreadable {what} ({exc})", file=str(file)) from None
+        # torch names the first global it refused ("GLOBAL posix.mkdir"): a pickled object
+        # whose loading would call it; other refusals are files it cannot read safely
+        refused = re.search(r"\bGLOBAL\s+([\w.]+)", str(exc))
+        if refused:
+            raise InputError(f"holds pickled Python objects ({refused.group(1)}), not only "
+                             "tensors: unpickling them would run code stored in the file; "
+                             f"{hint}", file=str(file)) from None
+        detail = " ".join(str(exc).split("WeightsUnpickler error:")[-1].split())
+        detail = re.sub(r"(Check the documentation|Please file an issue).*", "", detail)
+        raise InputError(f"unreadable {what} (not a tensors-only pickle: "
+                         f"{detail.strip()[:160] or 'unsupported content'})",
+                         file=str(file)) from None
     except Exception as exc:  # torch raises RuntimeError, struct.error, EOFError, ...
         detail = str(exc).splitlines()[0] if str(exc) else ""
         raise InputError(f"unreadable {what} ({type(exc).__name__}: {detail})",
