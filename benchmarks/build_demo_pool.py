@@ -90,13 +90,26 @@ def to_batch(images: np.ndarray) -> torch.Tensor:
 
 
 def train(net: nn.Module, images: np.ndarray, labels: np.ndarray, *, epochs: int,
-          lr: float, seed: int) -> None:
-    """AdamW with a per-step cosine schedule and random horizontal flips, all layers."""
+          lr: float, seed: int, optimizer: str = "adamw", weight_decay: float = WEIGHT_DECAY,
+          crop: bool = False, label_smoothing: float = 0.0) -> None:
+    """All layers, a per-step cosine schedule and random horizontal flips.
+
+    The defaults are the demo pool's recipe (AdamW); ``optimizer="sgd"`` is SGD with
+    Nesterov momentum 0.9, ``crop`` adds random 32x32 crops of the 4-pixel zero-padded
+    image, ``label_smoothing`` is cross-entropy's. (The variations are used by
+    ``benchmarks/build_zoo.py``.)
+    """
     generator = torch.Generator().manual_seed(seed)
     targets = torch.from_numpy(labels)
     steps = epochs * math.ceil(len(images) / BATCH_SIZE)
-    optimizer = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=WEIGHT_DECAY)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
+    if optimizer == "adamw":
+        opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
+    elif optimizer == "sgd":
+        opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9, nesterov=True,
+                              weight_decay=weight_decay)
+    else:
+        raise ValueError(f"unknown optimizer {optimizer!r}")
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
     net.train()
     for _ in range(epochs):
         order = torch.randperm(len(images), generator=generator).numpy()
@@ -105,11 +118,23 @@ def train(net: nn.Module, images: np.ndarray, labels: np.ndarray, *, epochs: int
             x = to_batch(images[index])
             flip = torch.rand(len(index), generator=generator) < 0.5
             x[flip] = x[flip].flip(3)
-            loss = nn.functional.cross_entropy(net(x), targets[index])
-            optimizer.zero_grad(set_to_none=True)
+            if crop:
+                x = random_crop(x, generator)
+            loss = nn.functional.cross_entropy(net(x), targets[index],
+                                               label_smoothing=label_smoothing)
+            opt.zero_grad(set_to_none=True)
             loss.backward()
-            optimizer.step()
+            opt.step()
             schedule.step()
+
+
+def random_crop(x: torch.Tensor, generator: torch.Generator, pad: int = 4) -> torch.Tensor:
+    """A random (H, W) crop of each zero-padded image of the (B, C, H, W) batch."""
+    height, width = x.shape[2:]
+    padded = nn.functional.pad(x, (pad, pad, pad, pad))
+    offsets = torch.randint(0, 2 * pad + 1, (len(x), 2), generator=generator).tolist()
+    return torch.stack([padded[i, :, dy:dy + height, dx:dx + width]
+                        for i, (dy, dx) in enumerate(offsets)])
 
 
 @torch.no_grad()
