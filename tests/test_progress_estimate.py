@@ -143,3 +143,12 @@ def test_finetune_on_cpu_prints_its_estimate_before_training(tmp_path, capsys):
     assert report["estimate"]["runs"] == 6 and report["estimate"]["seconds"] > 0
     assert set(report["estimate"]["step_seconds"]) == {"lp", "layer", "scl", "full"}
     assert report["seconds"] > 0
+
+
+def test_a_sweep_with_a_unit_too_wide_for_scl_fails_before_training(tmp_path, capsys):
+    out = tmp_path / "ft"
+    assert main(["finetune", "--model", "demo:mlp", "--data", "demo:target", "--sweep",
+                 "--epochs", "1", "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "SCL FT on unit block1: unit output has 96 channels" in err
+    assert not (out / "result.json").exists() and not (out / "lp").exists()

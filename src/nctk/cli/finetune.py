@@ -150,6 +150,7 @@ def run(args: argparse.Namespace) -> int:
     from nctk.extract import load_dataset, load_model
     from nctk.extract.engine import resolve_device
     from nctk.extract.preflight import probe_image, probe_input
+    from nctk.finetune.methods import check_scl_units
     from nctk.finetune.plots import plot_scarcity, plot_sweep
     from nctk.finetune.select import select_unit
     from nctk.finetune.sweep import format_table, scarcity, sweep, unit_numbers
@@ -177,6 +178,9 @@ def run(args: argparse.Namespace) -> int:
     if unit_names is None:
         unit_names = declared_units(adapter)
     runs = job_runs(args, model, unit_names, train_data)
+    if image is not None:  # a unit too wide for SCL's skip vector fails now, not hours in
+        check_scl_units(model, list(dict.fromkeys(r.unit for r in runs if r.method == "scl")),
+                        adapter.transform(image).unsqueeze(0))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     report: dict = {"model": args.model, "data": args.data, "test_data": args.test_data,

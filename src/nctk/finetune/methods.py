@@ -18,6 +18,7 @@ included (their affine parameters are trainable only inside the tuned unit).
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
@@ -73,6 +74,33 @@ def unit_vector(output: torch.Tensor, width: int, class_token: bool) -> torch.Te
         raise InputError(f"unit output has {vector.shape[1]} channels, more than the "
                          f"penultimate width {width}; SCL cannot zero-pad it", array="unit")
     return F.pad(vector, (0, width - vector.shape[1]))
+
+
+def check_scl_units(model: nn.Module, units: Sequence[str], batch: torch.Tensor) -> None:
+    """Raise :class:`InputError` unless every unit in ``units`` gives an SCL skip vector
+    (see :func:`unit_vector`), judged from one eval-mode forward pass of ``batch``
+    (B, 3, H, W) with all the units hooked at once, before any training starts."""
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    if not linears or not units:
+        return
+    width, class_token = linears[-1].in_features, _has_class_token(model)
+    outputs: dict[str, torch.Tensor] = {}
+    handles = [model.get_submodule(name).register_forward_hook(
+        lambda _m, _i, out, name=name: outputs.setdefault(name, out)) for name in units]
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(batch)
+    finally:
+        model.train(was_training)
+        for handle in handles:
+            handle.remove()
+    for name in units:
+        try:
+            unit_vector(outputs[name], width, class_token)
+        except InputError as err:
+            raise InputError(f"SCL FT on unit {name}: {err.problem}", array="unit") from None
 
 
 class FineTuneNet(nn.Module):
