@@ -36,6 +36,11 @@ def test_readme_python_snippet_runs_as_written(capsys):
     assert "pixels" in capsys.readouterr().out
 
 
+def test_source_docstrings_point_only_inside_the_repository():
+    for path in sorted((ROOT / "src" / "nctk").rglob("*.py")):
+        assert not OUTSIDE.findall(path.read_text(encoding="utf-8")), path
+
+
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_pages_link_only_to_files_inside_the_repository(page):
     text = page.read_text(encoding="utf-8")

@@ -1,6 +1,6 @@
 """How well a transferability score ranks models: rank correlations with the ground truth.
 
-The protocol of the NCTI and SFDA papers (``spec/metrics.md`` §11): pair each model's
+The protocol of the NCTI and SFDA papers (docs/evaluation.md): pair each model's
 score with its fine-tuned accuracy by model name and report Vigna's weighted Kendall tau
 exactly as ``scipy.stats.weightedtau(scores, truth)`` computes it (hyperbolic weigher
 1/(r+1), ranks from the data, additive weights; tau_w = mean of the two one-sided tau's),
@@ -84,7 +84,7 @@ def weighted_tau(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarra
 
 
 def top1_relative(x: np.ndarray, y: np.ndarray) -> float:
-    """rel@1 of spec §11: y of the top-scored model / max(y).
+    """rel@1 of the NCTI repository's evaluation: y of the top-scored model / max(y).
 
     Ties in the score go to the first model in input order (a stable sort, as the
     reference). NaN when a score is NaN, when there is no model, or when max(y) <= 0

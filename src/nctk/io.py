@@ -1,4 +1,4 @@
-"""Feature files, ground-truth files and JSON output (the public contract of design.md).
+"""Feature files, ground-truth files and JSON output (the public contract, docs/contract.md).
 
 A feature file is one ``.npz`` per model (the model's name is the file stem) with
 ``features`` (N, d), ``labels`` (N,), optional ``source_logits`` (N, Cs) and optional

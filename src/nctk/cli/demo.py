@@ -1,4 +1,4 @@
-"""``nctk demo``: the embedded, offline demonstration (design.md, "Command line").
+"""``nctk demo``: the embedded, offline demonstration (docs/contract.md).
 
 Ranks the shipped pool of small models (trained by the project on CIFAR-10 source
 classes, see :mod:`nctk.demo.run`) on a shipped target subset with every registered

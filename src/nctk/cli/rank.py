@@ -1,6 +1,6 @@
 """``nctk rank``: rank a pool of pre-trained models for one labelled target dataset.
 
-Two ways in (design.md, "Command line"):
+Two ways in (docs/contract.md):
 
 * ``nctk rank FEATURES.npz... --method recommended,ncti,...|all`` scores saved feature
   files (default: ``recommended``, the rank average of NCTI, ETran and a prior);
@@ -416,8 +416,8 @@ def evaluation_notes(results: Mapping[str, Any], truth: Mapping[str, float] | No
 def result_json(results: Mapping[str, Any], evaluation: Mapping[str, dict] | None,
                 prior: Prior | None = None, prior_evaluation: Mapping[str, float] | None = None
                 ) -> dict[str, Any]:
-    """The ``--json`` object of design.md: ``methods`` and, with a ground truth, ``evaluation``;
-    with a prior also ``prior: {source, values[, evaluation]}``."""
+    """The ``--json`` object of docs/contract.md: ``methods`` and, with a ground truth,
+    ``evaluation``; with a prior also ``prior: {source, values[, evaluation]}``."""
     data: dict[str, Any] = {"methods": {name: r.to_json() for name, r in results.items()}}
     if evaluation is not None:
         data["evaluation"] = {name: dict(ev) for name, ev in evaluation.items()}

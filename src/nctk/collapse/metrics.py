@@ -21,7 +21,7 @@ def pinv_rtol(dim: int) -> float:
     It is torch.linalg.pinv's default rule (max(d, d) * eps of the dtype, relative to the
     largest eigenvalue), applied in float64. Sigma_B has rank <= K-1 because m_G is the
     mean of the class means; its K-th eigenvalue is pure round-off (about 1e-32 relative),
-    and keeping it, as NumPy's rcond=1e-15 would for larger d, inflates NC1 (spec §12.3).
+    and keeping it, as NumPy's rcond=1e-15 would for larger d, inflates NC1 (docs/collapse.md).
     """
     return dim * np.finfo(np.float64).eps
 

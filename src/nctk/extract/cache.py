@@ -2,7 +2,7 @@
 
 Layout under ``cache_dir`` (``KEY`` = SHA-256 of the key material, see :func:`cache_key`)::
 
-    KEY.npz                 finished feature file (the contract format of design.md)
+    KEY.npz                 finished feature file (the contract format, docs/contract.md)
     KEY.json                what it holds: the key material, samples, skipped images
     KEY.partial/            an unfinished run: one file per completed chunk of batches
         chunk-000000000.npz   positions, kept mask, features, source_logits, layer:<name>

@@ -4,7 +4,7 @@ Everything runs in torch float64 on the device of the input (numpy inputs are wr
 without a copy and computed on the CPU), so the same code serves numpy, CPU tensors and
 CUDA tensors. Inputs are never written to: every operation below is out of place.
 
-Notation (``docs/methods-core.md``, ``spec/metrics.md`` §0): X is (N, d), codes are the
+Notation (``docs/methods-core.md``): X is (N, d), codes are the
 labels mapped to 0..C-1, n_c the class counts, pi_c = n_c / N, mu_c the class means and
 ``shr_a(S) = (1 - a) S + a (tr S / d) I`` the shrinkage toward the scaled identity.
 """

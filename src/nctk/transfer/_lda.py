@@ -1,6 +1,6 @@
 """Linear discriminant analysis on PCA scores, as NCTI's official code fits it.
 
-Two solvers, chosen by NCTI (``spec/metrics.md`` §2.1 step 4):
+Two solvers, chosen by NCTI (as the official ``NCTI_Score``):
 
 * ``svd`` (no shrinkage): shared covariance Sigma = W / (N - C) (the scikit-learn <= 1.9.0
   convention behind the published numbers), whitening by the eigen-decomposition of the

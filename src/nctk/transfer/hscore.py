@@ -1,6 +1,6 @@
 """H-score (Bao et al., ICIP 2019) and regularised H-score (Ibrahim et al., NeurIPS 2021).
 
-As tllib computes them (``spec/metrics.md`` §9), on f (N, D) with g the matrix whose rows
+As tllib computes them (docs/reference.md), on f (N, D) with g the matrix whose rows
 are replaced by their class means:
 
 * ``hscore``:     H = tr( pinv(cov f) cov g ),              cov with denominator N - 1

@@ -3,7 +3,7 @@
 For every class k, the one-hot target t_k = 1[y = k] is regressed on the features f (N, D)
 with prior w ~ N(0, I / alpha) and noise N(0, 1 / beta); alpha and beta maximise the
 evidence, and the score is the mean over classes of the maximised log-evidence / N
-(``spec/metrics.md`` §4). Higher is better.
+(docs/methods-core.md). Higher is better.
 
 * ``variant="fixed_point"`` (default; thuml/LogME, NCTI and SFDA repositories): the
   fixed-point iteration of arXiv 2110.10545 on the min(N, D) singular values of f, at

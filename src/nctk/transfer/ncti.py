@@ -1,6 +1,6 @@
 """NCTI: Neural Collapse inspired Transferability Index (Wang et al., ICCV 2023).
 
-Per model (``spec/metrics.md`` §2.1, the official code): exact PCA of X (N, d) to
+Per model (the official ``NCTI_Score``, docs/reference.md): exact PCA of X (N, d) to
 k = min(64, d, N - 1) dims; s = sum of the top-32 explained variances;
 alpha = max(exp(-s), 1e-10). If exp(-s) <= 1e-10 (the clamp is active) LDA without
 shrinkage (svd solver, Sigma = W / (N - C)), else LDA with shrinkage alpha (eigen solver).

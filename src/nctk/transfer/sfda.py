@@ -1,6 +1,6 @@
 """SFDA: Self-challenging Fisher Discriminant Analysis (Shao et al., ECCV 2022).
 
-As the official ``SFDA_Score`` computes it (``spec/metrics.md`` §3), on X (N, D):
+As the official ``SFDA_Score`` computes it (docs/reference.md), on X (N, D):
 
 1. Sigma_w = W / N; lambda = the 3-round two-vector power estimate of its top eigenvalue
    (start v = Sigma_w 1, or the largest-variance column of Sigma_w when the row sums
