@@ -78,3 +78,10 @@ def test_scarcity_runs_each_budget(inputs, tmp_path, capsys):
     assert all(len(values) == 2 for values in curves["accuracy"].values())
     written = {p.name for p in (tmp_path / "o").iterdir()}
     assert any(name.endswith(".png") for name in written), written
+
+
+def test_scarcity_without_unit_tunes_the_last_unit_of_a_model_with_fewer_than_5(inputs,
+                                                                                 tmp_path):
+    assert main([*inputs, "--scarcity", "4"]) == 0
+    text = (tmp_path / "o" / "result.json").read_text()
+    assert "layer4.0" in text and "layer3.0" not in text

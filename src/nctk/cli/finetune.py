@@ -21,6 +21,9 @@ from nctk.paths import Output, check_outputs
 RESULT_NAME = "result.json"
 SWEEP_PLOT = "sweep.png"
 SCARCITY_PLOT = "scarcity.png"
+#: The unit Li et al. tune in their data-scarcity study (Figure 11: Block 5 of ResNet-18);
+#: models with fewer units use their last one.
+PAPER_SCARCITY_UNIT = 5
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -46,7 +49,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--sweep-units", type=types.positive_int_list,
                         help="units of the sweep, e.g. 1,3,5,7 (default all)")
     parser.add_argument("--scarcity", type=types.positive_int_list,
-                        help="samples per class, e.g. 10,50,100 (Figure 11)")
+                        help="samples per class, e.g. 10,50,100 (Figure 11); Layer/SCL FT "
+                             "tune --unit (default 5 as the paper, or the model's last unit "
+                             "when it has fewer)")
     parser.add_argument("--epochs", type=types.positive_int, default=200,
                         help="default 200 (paper)")
     parser.add_argument("--batch-size", type=types.positive_int, default=128)
@@ -78,6 +83,14 @@ def output_names() -> tuple[str, ...]:
     runs = [run_dir_name(m, "*" if m in ("layer", "scl") else None) for m in METHODS]
     return (CHECKPOINT_NAME, RESULT_NAME, SWEEP_PLOT, SCARCITY_PLOT,
             *(f"{run}/{CHECKPOINT_NAME}" for run in runs))
+
+
+def scarcity_unit(unit: str | None, model: Any, unit_names: list[str] | None) -> str | int:
+    """The unit ``--scarcity`` tunes: ``--unit`` when given, else unit 5 as the paper, or
+    the last unit of a model with fewer."""
+    from nctk.finetune.units import find_units
+
+    return unit or min(PAPER_SCARCITY_UNIT, len(find_units(model, unit_names)))
 
 
 def declared_units(adapter) -> list[str] | None:
@@ -115,7 +128,7 @@ def job_runs(args: argparse.Namespace, model: Any, unit_names: list[str] | None,
                  ("full", None)]
         return plan_runs(pairs, samples=len(train_data), **split)
     if args.scarcity:
-        unit = unit_name(args.unit or "5")
+        unit = unit_name(scarcity_unit(args.unit, model, unit_names))
         counts = np.unique(dataset_labels(train_data), return_counts=True)[1]
         return [run for k in args.scarcity for run in plan_runs(
             [(m, unit if m in ("layer", "scl") else None) for m in METHODS],
@@ -206,7 +219,7 @@ def run(args: argparse.Namespace) -> int:
         plot = plot_sweep(results, out / SWEEP_PLOT, numbers)
     elif args.scarcity:
         per_class = args.scarcity
-        unit = args.unit or "5"
+        unit = scarcity_unit(args.unit, model, unit_names)
         curves = scarcity(model, train_data, per_class=per_class, unit=unit,
                           test_data=test_data, unit_names=unit_names, config=config)
         for method, values in curves["accuracy"].items():
