@@ -6,9 +6,10 @@ import json
 
 import numpy as np
 import pytest
+from scipy import stats
 
 from nctk.cli import main
-from nctk.demo.run import run_demo
+from nctk.demo.run import ASSETS, run_demo
 from nctk.io import load_pool
 
 MODELS = "cnn_small,mlp"
@@ -75,3 +76,28 @@ def test_bad_options_end_with_one_line_and_status_2(argv, message, tmp_path, cap
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err
     assert not (tmp_path / "o").exists()
+
+
+def test_demo_ranks_with_the_shipped_source_accuracies_as_prior(tmp_path, capsys):
+    """The demo models carry their source test accuracy (pool.json): `recommended` averages
+    it in, the prior is evaluated beside the methods, and the saved files keep it."""
+    models = ["cnn_small_1ep", "mixer_tiny", "cnn_deep"]
+    info = {m["name"]: m["source_test_accuracy"]
+            for m in json.loads((ASSETS / "pool.json").read_text())["models"]}
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--models", ",".join(models), "--methods",
+                 "recommended", "--no-report"]) == 0
+    data = json.loads((out / "demo.json").read_text())
+    assert data["prior"]["values"] == {m: info[m] for m in models}
+    assert data["prior"]["evaluation"]["weighted_tau"] == pytest.approx(
+        stats.weightedtau([info[m] for m in models],
+                          [data["ground_truth"][m] for m in models]).statistic)
+    components = data["methods"]["recommended"]["components"]
+    by_accuracy = sorted(models, key=info.get, reverse=True)
+    assert [components[m]["prior_rank"] for m in by_accuracy] == [1, 2, 3]
+    assert "prior: source accuracy" in capsys.readouterr().out
+    again = tmp_path / "again.json"
+    assert main(["rank", *map(str, sorted((out / "features").glob("*.npz"))), "--method",
+                 "recommended", "--json", str(again)]) == 0
+    assert json.loads(again.read_text())["methods"]["recommended"]["scores"] == pytest.approx(
+        data["methods"]["recommended"]["scores"], rel=1e-12)

@@ -67,7 +67,8 @@ def test_the_default_method_is_registered_with_its_reason():
     assert method.name == registry.DEFAULT_METHOD
     assert method.recommendation
     line = recommendation([method.name])
-    assert line.startswith(f"recommended method: {method.name}, ") and "not run" not in line
+    assert line.startswith(f"Recommended: the '{method.name}' ranking, ")
+    assert "not run" not in line
     assert "(not run here; add --method" in recommendation(["logme"])
 
 
@@ -128,7 +129,7 @@ def test_rank_sorts_by_the_default_flags_saturation_and_groups_notes_on_stderr(
     ncti_ranking = json.loads(out_json.read_text())["methods"]["ncti"]["ranking"]
     rows = [line.split()[0] for line in overview.splitlines()[3:3 + len(paths)]]
     assert rows == ncti_ranking
-    assert f"recommended method: {registry.DEFAULT_METHOD}, " in out
+    assert f"Recommended: the '{registry.DEFAULT_METHOD}' ranking, " in out
     # notes: on stderr, one group, nothing of them on stdout
     assert "saturated" in err and err.lstrip().startswith("notes:")
     assert "  - hscore: " in err and "upper bound 3 (saturated)" in err
@@ -138,7 +139,7 @@ def test_rank_sorts_by_the_default_flags_saturation_and_groups_notes_on_stderr(
     assert list(data["methods"]) == ["ncti", "hscore", "logme"]
     flags = data["guidance"]["flags"]["hscore"]
     assert flags["upper_bound"] == 3.0 and sorted(flags["saturated"]) == ["crisp", "sharp"]
-    assert data["guidance"]["recommended"].startswith("recommended method: ncti")
+    assert data["guidance"]["recommended"].startswith("Recommended: the 'ncti' ranking")
 
 
 def test_a_new_default_is_picked_up_everywhere(pool, capsys, monkeypatch, tmp_path):
@@ -148,7 +149,7 @@ def test_a_new_default_is_picked_up_everywhere(pool, capsys, monkeypatch, tmp_pa
     code, out, err = _run(capsys, "rank", *paths, "--json", out_json)
     assert code == 0, err
     assert list(json.loads(out_json.read_text())["methods"]) == ["logme"]  # the default ran
-    assert "recommended method: logme" in out
+    assert "Recommended: the 'logme' ranking" in out
 
 
 def test_provenance_of_feature_files(pool, capsys, tmp_path):
@@ -214,7 +215,7 @@ def test_report_sorted_by_the_default_with_flags_recommendation_and_provenance(
     text = report.read_text(encoding="utf-8")
     page = _Page(text)
     ranking = page.sections["ranking"]
-    assert "Recommended method: ncti, " in ranking
+    assert "Recommended: the 'ncti' ranking, " in ranking
     assert ranking.index("ncti") < ranking.index("hscore")  # the default's columns first
     order = json.loads(out_json.read_text())["methods"]["ncti"]["ranking"]
     positions = [ranking.index(model) for model in order]

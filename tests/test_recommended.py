@@ -118,7 +118,7 @@ def test_cli_default_is_recommended_with_its_members(pool, tmp_path, capsys):
     captured = capsys.readouterr()
     text = captured.out
     assert text.startswith("recommended") and "ncti rank" in text and "etran rank" in text
-    assert "recommended method: recommended, the mean rank of NCTI, ETran" in text
+    assert "Recommended: the 'recommended' ranking, the mean rank of NCTI, ETran" in text
     assert "- recommended: mean rank of ncti, etran; no prior" in captured.err
     data = json.loads(out.read_text())
     assert list(data["methods"]) == ["recommended"] and "prior" not in data

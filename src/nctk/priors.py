@@ -23,8 +23,9 @@ from typing import Any, Protocol
 
 from nctk.io import load_ground_truth
 
-RECORDED_SOURCE = ("source_accuracy recorded in the feature files (torchvision: ImageNet-1K "
-                   "acc@1 of the weights' metadata)")
+RECORDED_SOURCE = ("source_accuracy recorded in the feature files (each model's accuracy on "
+                   "its source task: for torchvision weights the ImageNet-1K acc@1 of their "
+                   "metadata, for demo models their source test accuracy)")
 
 
 class Scored(Protocol):

@@ -20,7 +20,7 @@ from typing import Any
 from nctk.cli import COMMANDS
 from nctk.cli import _types as types
 from nctk.cli._table import fmt_number, format_table
-from nctk.cli.rank import STAT_TITLES, evaluation_notes, print_notes, result_json
+from nctk.cli.rank import STAT_TITLES, evaluation_notes, member_notes, print_notes, result_json
 from nctk.evaluation import STATISTICS
 from nctk.io import atomic_path, save_feature_file, write_json
 from nctk.paths import Input, Output, check_outputs
@@ -65,11 +65,13 @@ def run(args: argparse.Namespace) -> int:
     result = run_demo(models=models, methods=args.methods, seed=args.seed,
                       progress=not args.quiet)
     result.methods = {name: result.methods[name] for name in method_order(result.methods)}
-    options = {name: supported_options(name, {"seed": args.seed}) for name in result.methods}
+    candidates = {"seed": args.seed, **({"prior": result.prior.values} if result.prior else {})}
+    options = {name: supported_options(name, candidates) for name in result.methods}
     labels = result.pool[0].labels
     flags = pool_flags(result.methods, num_classes=len(set(labels.tolist())), options=options)
     story = provenance(result.info, len(labels))
-    notes = flag_notes(flags) + evaluation_notes(result.methods, result.truth)
+    notes = (member_notes(result.methods, result.prior) + flag_notes(flags)
+             + evaluation_notes(result.methods, result.truth))
     advice = recommendation(result.methods)
     print(f"nctk demo: ranking {len(result.pool)} models, offline\n")
     print("\n".join(f"  {line}" for line in story) + "\n")
@@ -87,7 +89,8 @@ def run(args: argparse.Namespace) -> int:
     features.mkdir(parents=True, exist_ok=True)
     for file in result.pool:
         save_feature_file(features / f"{file.name}.npz", file.features, file.labels,
-                          source_logits=file.source_logits, layers=file.layers)
+                          source_logits=file.source_logits, layers=file.layers,
+                          source_accuracy=file.source_accuracy)
     with atomic_path(out / GROUND_TRUTH) as tmp:
         shutil.copyfile(asset(GROUND_TRUTH), tmp)
     record = run_record(labels=labels, data="demo:target",
@@ -95,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
                         argv=args.argv,
                         method_options={name: effective_options(name, o)
                                         for name, o in options.items()})
-    data = result_json(result.methods, result.evaluation)
+    data = result_json(result.methods, result.evaluation, result.prior, result.prior_evaluation)
     data.update(ground_truth=result.truth, layers=result.layers, pool=result.info,
                 seconds=result.seconds, notes=story + notes, provenance=record,
                 guidance={"recommended": advice,
@@ -109,7 +112,8 @@ def run(args: argparse.Namespace) -> int:
             out / REPORT, title=f"nctk demo: {len(result.pool)} models pre-trained "
             "on CIFAR-10 source classes", methods=result.methods, evaluation=result.evaluation,
             truth=result.truth, layers=result.layers, notes=story + notes, flags=flags,
-            recommendation=advice, provenance=record))
+            recommendation=advice, provenance=record, prior=result.prior,
+            prior_evaluation=result.prior_evaluation))
     print_notes(notes, written)
     print(f"\nre-rank the saved features: nctk rank {features}/*.npz --method all "
           f"--ground-truth {out / GROUND_TRUTH}")
@@ -132,14 +136,21 @@ def pool_table(result: Any) -> str:
 
 
 def method_table(result: Any) -> str:
-    """One row per method, best weighted tau first: correlations, top pick, seconds."""
-    def tau(name: str) -> float:
-        value = result.evaluation[name]["weighted_tau"]
-        return float("-inf") if value is None or math.isnan(value) else value
-
+    """One row per method and one for the data-free prior, best weighted tau first:
+    correlations, top pick, seconds."""
     rows = [[name, *(result.evaluation[name][k] for k in STATISTICS),
              result.methods[name].ranking[0], result.methods[name].seconds]
-            for name in sorted(result.methods, key=tau, reverse=True)]
+            for name in result.methods]
+    if result.prior_evaluation is not None:
+        values = result.prior.values
+        rows.append(["prior: source accuracy", *(result.prior_evaluation[k] for k in STATISTICS),
+                     max(values, key=values.get), 0.0])
+
+    def tau(row: list[Any]) -> float:
+        value = row[1]
+        return float("-inf") if value is None or math.isnan(value) else value
+
+    rows.sort(key=tau, reverse=True)
     return ("methods, best weighted tau first (weighted tau = scipy.stats.weightedtau of "
             "scores vs truth)\n" + format_table(
                 ["method", *(STAT_TITLES[k] for k in STATISTICS), "top pick", "seconds"],

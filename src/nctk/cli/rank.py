@@ -182,7 +182,8 @@ def run(args: argparse.Namespace) -> int:
         written.append(write_report(
             args.report, title=f"nctk rank: {len(models)} models", methods=results,
             evaluation=evaluation, truth=truth, notes=notes, flags=flags,
-            recommendation=advice, provenance=origin))
+            recommendation=advice, provenance=origin, prior=prior,
+            prior_evaluation=prior_evaluation))
     status = report_failures("rank", failures, total)
     print_notes(notes, written, source.get("cache_dir"))
     return status

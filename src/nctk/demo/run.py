@@ -32,6 +32,7 @@ from nctk.analyses import supported_options
 from nctk.demo.models import MEAN, STD, get_member, pool_names
 from nctk.errors import InputError
 from nctk.io import FeatureFile, load_ground_truth
+from nctk.priors import Prior, recorded_prior
 
 #: Where the shipped weights, target subset and ground truth live.
 ASSETS = Path(__file__).resolve().with_name("assets")
@@ -52,6 +53,9 @@ class DemoResult:
         evaluation: method name -> ``evaluate(scores, truth)``.
         layers: model -> ``layer_profile()`` (layer -> NC measures).
         info: the build record of the pool (``pool.json``).
+        prior: the models' source test accuracies (recorded with their features), the
+            data-free prior that ``recommended`` averages in; None when a model lacks one.
+        prior_evaluation: ``evaluate(prior, truth)``, the bar a method has to clear.
         seconds: wall-clock seconds per stage (``load``, ``extract``, ``rank``,
             ``collapse``).
     """
@@ -62,6 +66,8 @@ class DemoResult:
     evaluation: dict[str, dict[str, float]]
     layers: dict[str, dict[str, dict[str, float]]]
     info: dict[str, Any]
+    prior: Prior | None = None
+    prior_evaluation: dict[str, float] | None = None
     seconds: dict[str, float] = field(default_factory=dict)
 
 
@@ -77,6 +83,12 @@ def asset(name: str) -> Path:
 def pool_info() -> dict[str, Any]:
     """The build record ``pool.json``: tasks, schedules and per-model figures."""
     return json.loads(asset(POOL_INFO).read_text(encoding="utf-8"))
+
+
+def source_accuracy(name: str) -> float | None:
+    """The test accuracy of pool member ``name`` on its source task (``pool.json``)."""
+    figures = {m["name"]: m for m in pool_info()["models"]}
+    return figures.get(name, {}).get("source_test_accuracy")
 
 
 def load_demo_model(name: str) -> nn.Module:
@@ -170,7 +182,9 @@ def run_demo(*, models: Sequence[str] | None = None, methods: str = "all", seed:
     seconds["extract"] = time.perf_counter() - started
 
     started = time.perf_counter()
-    results = rank_pool_methods(pool, chosen, {m.name: supported_options(m, {"seed": seed})
+    prior, _ = recorded_prior(pool)
+    candidates = {"seed": seed, **({"prior": prior.values} if prior else {})}
+    results = rank_pool_methods(pool, chosen, {m.name: supported_options(m, candidates)
                                                for m in chosen})
     evaluation = {name: evaluate(r.scores, truth) for name, r in results.items()}
     seconds["rank"] = time.perf_counter() - started
@@ -179,7 +193,9 @@ def run_demo(*, models: Sequence[str] | None = None, methods: str = "all", seed:
     layers = {f.name: layer_profile(f) for f in pool}
     seconds["collapse"] = time.perf_counter() - started
     return DemoResult(pool=pool, truth=truth, methods=results, evaluation=evaluation,
-                      layers=layers, info=info, seconds=seconds)
+                      layers=layers, info=info, prior=prior,
+                      prior_evaluation=evaluate(prior.values, truth) if prior else None,
+                      seconds=seconds)
 
 
 def provenance(info: dict[str, Any], n_images: int) -> list[str]:

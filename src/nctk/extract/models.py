@@ -724,14 +724,16 @@ def _checkpoint_model(path: str, name: str | None, image_size: int | None,
 def _demo_model(member: str, name: str | None, image_size: int | None) -> ModelAdapter:
     """A model of the shipped demo pool with its weights (see :mod:`nctk.demo`): the CIFAR
     normalisation it was trained with (images resized to ``image_size`` when given; the
-    pool was trained on 32x32), its ``head`` and its ``block1..K`` units."""
-    from nctk.demo.run import asset, image_transform, load_demo_model
+    pool was trained on 32x32), its ``head``, its ``block1..K`` units and its accuracy on the
+    source test split (recorded with its features: the data-free prior)."""
+    from nctk.demo.run import asset, image_transform, load_demo_model, source_accuracy
 
     module = load_demo_model(member)
     weights = asset(f"{member}.pt")
     identity = f"demo:{member}:{weights.stat().st_size}:{weights.stat().st_mtime_ns}"
     return ModelAdapter(module, name=name or member, transform=image_transform(image_size),
-                        head=module.head, identity=identity, units=module.block_names)
+                        head=module.head, identity=identity, units=module.block_names,
+                        source_accuracy=source_accuracy(member))
 
 
 def _is_torchscript(file: Path) -> bool:

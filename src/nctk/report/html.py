@@ -25,6 +25,7 @@ import nctk
 from nctk.errors import InputError
 from nctk.evaluation import weighted_tau
 from nctk.io import atomic_path
+from nctk.priors import Prior
 from nctk.provenance import summary_lines
 from nctk.report import nc_plots, ranking_plots
 from nctk.transfer.guidance import ScoreFlags, method_order
@@ -54,7 +55,9 @@ def write_report(path: str | os.PathLike, *, title: str, methods: Mapping[str, M
                  layers: Mapping[str, Mapping[str, Mapping[str, float]]] | None = None,
                  notes: Sequence[str] = (), flags: Mapping[str, ScoreFlags] | None = None,
                  recommendation: str | None = None,
-                 provenance: Mapping[str, Any] | None = None) -> Path:
+                 provenance: Mapping[str, Any] | None = None,
+                 prior: Prior | None = None,
+                 prior_evaluation: Mapping[str, float] | None = None) -> Path:
     """Write the HTML report of a ranking to ``path`` (atomically) and return the path.
 
     Args:
@@ -72,6 +75,9 @@ def write_report(path: str | os.PathLike, *, title: str, methods: Mapping[str, M
         recommendation: the line saying which method is recommended and why (default:
             :func:`nctk.transfer.guidance.recommendation`).
         provenance: the :func:`nctk.provenance.provenance` record, shown in its own section.
+        prior, prior_evaluation: a data-free prior (:class:`nctk.priors.Prior`) and its
+            ``evaluate(prior.values, truth)``: shown as a row of the evaluation table, the
+            bar every method has to clear.
 
     Methods are shown with the recommended (default) method first, and the ranking
     table's rows follow its ranking (else the first method's).
@@ -94,8 +100,11 @@ def write_report(path: str | os.PathLike, *, title: str, methods: Mapping[str, M
         sections.append(("recommended", "The recommended ranking and its members",
                          _recommended_section(methods[RECOMMENDED])))
     if evaluation:
+        rows = dict(evaluation)
+        if prior is not None and prior_evaluation is not None:
+            rows[f"prior: {prior.source}"] = prior_evaluation
         sections.append(("evaluation", "Evaluation against the ground truth",
-                         _evaluation_section(methods, evaluation)))
+                         _evaluation_section(methods, rows)))
     if truth:
         sections.append(("scatter", "Scores against the ground truth",
                          _scatter_section(methods, truth, evaluation)))

@@ -44,7 +44,7 @@ def recommendation(ran: Iterable[str] = ()) -> str:
         reason = registry.default_method().recommendation
     except InputError:  # a registry without the default (a toy registry in a test)
         reason = ""
-    line = f"recommended method: {default}"
+    line = f"Recommended: the '{default}' ranking"
     if default not in set(ran):
         line += f" (not run here; add --method {default})"
     return line + (f", {reason}" if reason else "")
