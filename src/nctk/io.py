@@ -24,7 +24,7 @@ import numpy as np
 
 from nctk.errors import InputError
 from nctk.npz import read_npz
-from nctk.paths import replaceable
+from nctk.paths import printable, replaceable
 from nctk.validation import check_matrix, check_same_length
 
 LAYER_PREFIX = "layer:"
@@ -68,10 +68,15 @@ def load_feature_file(path: str | os.PathLike, *, require_logits: bool = False) 
         raise InputError(f"not a readable .npz file ({kind})", file=where)
     arrays = read_npz(path)
     try:
-        return feature_file_from_arrays(path.stem, arrays, path=where,
+        return feature_file_from_arrays(model_name(path), arrays, path=where,
                                         require_logits=require_logits)
     except InputError as err:
         raise err.located(file=where) from None
+
+
+def model_name(path: str | os.PathLike) -> str:
+    """The model name of a feature file: its stem, as valid Unicode (:func:`printable`)."""
+    return printable(Path(path).stem)
 
 
 def feature_file_from_arrays(name: str, arrays: Mapping[str, Any], *, path: str | None = None,
@@ -158,6 +163,35 @@ def check_pool_labels(pool: Sequence[FeatureFile]) -> None:
                              file=other.path or other.name, array="labels")
 
 
+def read_json(path: str | os.PathLike) -> Any:
+    """A JSON file the user gave, strictly: UTF-8, every object without duplicate keys
+    (``{"a": 0.5, "a": 0.7}`` would silently keep the last); InputError naming the file
+    for a missing or unreadable file, bad JSON, nesting too deep for the parser, or an
+    integer too long to convert."""
+    where = str(path)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle, object_pairs_hook=_unique_keys)
+    except FileNotFoundError:
+        raise InputError("no such file", file=where) from None
+    except InputError as err:
+        raise err.located(file=where) from None
+    except RecursionError:
+        raise InputError("not a readable JSON file (nested too deeply)", file=where) from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:  # JSONDecodeError is a ValueError
+        text = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise InputError(f"not a readable JSON file ({text})", file=where) from None
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen:
+            raise InputError(f"key {key!r} appears twice in one JSON object")
+        seen.add(key)
+    return dict(pairs)
+
+
 def load_ground_truth(path: str | os.PathLike, models: Sequence[str] | None = None, *,
                       what: str = "accuracy") -> dict[str, float]:
     """Read a ground-truth JSON ``{model: accuracy}``; check it covers ``models``.
@@ -165,13 +199,7 @@ def load_ground_truth(path: str | os.PathLike, models: Sequence[str] | None = No
     ``what`` names the values in the messages (the same format serves priors).
     """
     where = str(path)
-    try:
-        with open(path, encoding="utf-8") as handle:
-            data = json.load(handle)
-    except FileNotFoundError:
-        raise InputError("no such file", file=where) from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"not a readable JSON file ({exc})", file=where) from None
+    data = read_json(path)
     if not isinstance(data, dict):
         raise InputError(f"expected a JSON object {{model: {what}}}", file=where)
     truth: dict[str, float] = {}

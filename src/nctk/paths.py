@@ -112,6 +112,17 @@ def replaceable(path: str | os.PathLike) -> Path:
     return target
 
 
+def printable(text: str) -> str:
+    """``text`` as valid Unicode: a file name's bytes that are not UTF-8 (which Python
+    keeps as lone surrogates) become ``\\xNN``, so names print on any terminal and go into
+    reports, plots and JSON (``model\\xff`` for a file named ``model<0xff>.npz``)."""
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # surrogates that do not stand for bytes
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return raw.decode("utf-8", "backslashreplace")
+
+
 def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
     """True when ``a`` and ``b`` are one file: the same device and inode when both exist
     (symbolic and hard links included), else the same path once links and ``..`` resolve."""

@@ -61,6 +61,11 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``nctk`` console script; returns the exit status."""
     argv = sys.argv[1:] if argv is None else list(argv)
+    for stream in (sys.stdout, sys.stderr):
+        # a file name that is not UTF-8, or any name on an ASCII or strict terminal
+        # (PYTHONIOENCODING=utf-8:strict, LC_ALL=C): escaped, never a UnicodeEncodeError
+        with contextlib.suppress(AttributeError, ValueError):
+            stream.reconfigure(errors="backslashreplace")
     try:
         args = build_parser(argv).parse_args(argv)
     except SystemExit as stop:  # --help, --version, or a usage error already printed

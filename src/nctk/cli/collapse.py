@@ -42,6 +42,7 @@ from nctk.io import (
     load_feature_file,
     load_ground_truth,
     load_pool,
+    model_name,
     write_json,
 )
 from nctk.paths import Input, Output, check_outputs
@@ -140,6 +141,8 @@ def run(args: argparse.Namespace) -> int:
     if args.plot:
         plot_format(args.plot)
     head = load_classifier(args.classifier) if args.classifier else None
+    if args.ground_truth:
+        load_ground_truth(args.ground_truth)  # a bad file fails before any work
     if args.shards is not None or args.executor == "ray":
         return report(args, sharded_profiles(args, head), {}, None)
     if extracting:
@@ -229,10 +232,10 @@ def sharded_profiles(args: argparse.Namespace, head: Any) -> dict[str, dict[str,
     for path in args.features:
         if not Path(path).is_file():
             raise InputError("no such file", file=path)
-        if Path(path).stem in names:
-            raise InputError(f"model name '{Path(path).stem}' appears twice (names are file "
+        if model_name(path) in names:
+            raise InputError(f"model name '{model_name(path)}' appears twice (names are file "
                              "stems)", file=path)
-        names[Path(path).stem] = path
+        names[model_name(path)] = path
     from nctk.scale.shards import sharded_profile
 
     executor = make_executor(args)

@@ -123,11 +123,11 @@ def run(args: argparse.Namespace) -> int:
     check_outputs(outputs, inputs)
     methods = resolve(args.method)
     weights = parse_weights(args.ncti_weights)
+    if args.ground_truth:
+        load_ground_truth(args.ground_truth)  # a bad file fails before any work
+    if args.prior:
+        load_prior(args.prior)
     if extracting(args):
-        if args.ground_truth:
-            load_ground_truth(args.ground_truth)  # a bad file fails before any extraction
-        if args.prior:
-            load_prior(args.prior)
         results, notes, failures, total, source, prior = rank_extracted(args, methods,
                                                                         weights)
         if not results:

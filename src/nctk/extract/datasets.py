@@ -20,6 +20,7 @@ import copy
 import inspect
 import io
 import os
+import warnings
 import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -84,13 +85,22 @@ class LabelledImages(torch.utils.data.Dataset):
         return transform(image), int(self.labels[position])
 
     def read_image(self, position: int) -> Image.Image:
-        """The RGB PIL image at ``position``; InputError naming the file when unreadable."""
+        """The RGB PIL image at ``position``; InputError naming the file when unreadable.
+
+        An image declaring more pixels than ``PIL.Image.MAX_IMAGE_PIXELS`` (about 89
+        million by default; None lifts the limit) is a bad image, refused from its header
+        before it is decoded: a small file can declare a huge image (a decompression bomb).
+        """
         index = int(self.indices[position])
         try:
-            image = self._reader(index)
-            image.load()
+            with warnings.catch_warnings():  # PIL warns between 1x and 2x the limit
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                image = self._reader(index)
+                _check_pixels(image)
+                image.load()
             return image.convert("RGB")
-        except (OSError, ValueError, SyntaxError) as exc:  # PIL's errors for bad image data
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+            # PIL's errors for bad image data; DecompressionBombError beyond twice the limit
             raise InputError(f"cannot read image ({type(exc).__name__}: {exc})",
                              file=self._describe(index)) from None
 
@@ -146,6 +156,14 @@ class LabelledImages(torch.utils.data.Dataset):
     def __repr__(self) -> str:
         return (f"LabelledImages({self.spec!r}, {len(self)} samples, "
                 f"{len(self.classes)} classes)")
+
+
+def _check_pixels(image: Image.Image) -> None:
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit and image.width * image.height > limit:
+        raise Image.DecompressionBombError(
+            f"{image.width} x {image.height} pixels exceed the limit of {limit:,} "
+            "(PIL.Image.MAX_IMAGE_PIXELS): a decompression bomb?")
 
 
 def load_dataset(spec: str, *, split: str | None = None, transform: Any = None,

@@ -25,6 +25,7 @@ import nctk
 from nctk.errors import InputError
 from nctk.evaluation import weighted_tau
 from nctk.io import atomic_path
+from nctk.paths import printable
 from nctk.priors import Prior
 from nctk.provenance import summary_lines
 from nctk.report import nc_plots, ranking_plots
@@ -131,7 +132,7 @@ def write_report(path: str | os.PathLike, *, title: str, methods: Mapping[str, M
                            "</section>" for anchor, heading, body in sections))
     path = Path(path)
     with atomic_path(path) as tmp:
-        tmp.write_text(page, encoding="utf-8")
+        tmp.write_text(printable(page), encoding="utf-8")
     return path
 
 
