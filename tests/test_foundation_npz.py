@@ -137,3 +137,17 @@ def test_cli_exit_2_and_one_line_for_a_bomb(tmp_path, capsys):
     assert main(["rank", str(good), str(bomb)]) == 2
     out, err = capsys.readouterr()
     assert out == "" and err.count("\n") == 1 and "decompression bomb" in err
+
+
+def test_cli_exit_2_when_compressed_arrays_exceed_memory(tmp_path, capsys, monkeypatch):
+    good = tmp_path / "good.npz"
+    np.savez(good, **_arrays())
+    big = tmp_path / "big.npz"
+    np.savez_compressed(big, **_arrays(n=4000, d=64))
+    before = big.read_bytes()
+    monkeypatch.setattr(nctk.npz, "available_memory", lambda: 1.5e6)
+    assert main(["rank", str(good), str(big), "--method", "ncti"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1, err
+    assert f"{big}: its compressed arrays inflate to" in err
+    assert "memory available" in err and big.read_bytes() == before
