@@ -1,4 +1,5 @@
-"""Behaviour shared by ETran, k-NN and DISCO: dtypes, devices, bad input, the CLI's exit 2."""
+"""Behaviour shared by the feature-based scores (NCTI, SFDA, LogME, the H-scores, ETran,
+k-NN and DISCO): devices, dtypes, bad input in the library and on the command line."""
 
 from __future__ import annotations
 
@@ -13,12 +14,14 @@ from nctk.cli import main
 from nctk.errors import InputError
 from scores_core_data import blobs
 
-METHODS = ["etran", "knn", "disco"]
+#: The Gaussian scores computed by nctk's own torch code (they take ``device=``).
+TORCH_METHODS = ["ncti", "sfda", "logme", "hscore", "reg_hscore"]
+METHODS = [*TORCH_METHODS, "etran", "knn", "disco"]
 
 
 @pytest.fixture(scope="module")
 def data():
-    return blobs(n=160, d=30, classes=4, spread=2.0, seed=5)
+    return blobs(n=160, d=70, classes=4, spread=2.0, seed=11)
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -29,30 +32,38 @@ def test_registered_and_finite(method, data):
 
 
 @pytest.mark.parametrize("method", METHODS)
-def test_torch_and_float32_match_float64(method, data):
+def test_torch_and_float32_match_numpy_float64(method, data):
     x, y = data
     want = nctk.score(method, x, y)
     assert nctk.score(method, torch.from_numpy(x), torch.from_numpy(y)) == pytest.approx(
-        want, rel=1e-10)
+        want, rel=1e-8)
     assert nctk.score(method, x.astype(np.float32), y) == pytest.approx(want, rel=1e-5)
     assert nctk.score(method, torch.from_numpy(x).float(), y) == pytest.approx(want, rel=1e-5)
+
+
+@pytest.mark.parametrize("method", TORCH_METHODS)
+def test_explicit_device_matches_the_input_device(method, data):
+    x, y = data
+    assert nctk.score(method, x, y, device="cpu") == pytest.approx(nctk.score(method, x, y),
+                                                                     rel=1e-12)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 @pytest.mark.parametrize("method", METHODS)
 def test_cuda_matches_cpu(method, data):
     x, y = data
-    assert nctk.score(method, torch.from_numpy(x).cuda(), y) == pytest.approx(
-        nctk.score(method, x, y), rel=1e-8)
+    got = nctk.score(method, torch.from_numpy(x).cuda(), y)
+    assert got == pytest.approx(nctk.score(method, x, y), rel=1e-8)
 
 
+@pytest.mark.parametrize("as_tensor", [False, True])
 @pytest.mark.parametrize("method", METHODS)
-def test_bad_input_is_one_line_input_error(method, data):
+def test_bad_input_is_one_line_input_error(method, as_tensor, data):
     x, y = data
     bad = x.copy()
     bad[2, 3] = np.nan
     cases = [
-        (bad, y, "non-finite"),
+        (torch.from_numpy(bad) if as_tensor else bad, y, "non-finite"),
         (x, np.zeros(len(y)), "at least 2"),
         (x, y[:-1], "rows"),
         (x, np.full(len(y), np.nan), "NaN"),
@@ -63,6 +74,14 @@ def test_bad_input_is_one_line_input_error(method, data):
         with pytest.raises(InputError, match=msg) as err:
             nctk.score(method, xx, yy)
         assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("method", TORCH_METHODS)
+def test_single_sample_class_is_accepted(method, data):
+    x, y = data
+    y = y.copy()
+    y[0] = 99  # a class of one sample
+    assert np.isfinite(nctk.score(method, x, y))
 
 
 def _write(path: Path, x: np.ndarray, y: np.ndarray) -> str:
@@ -98,3 +117,11 @@ def test_knn_needs_two_samples_per_class(data, tmp_path, capsys):
     assert main(["rank", *paths, "--method", "knn"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "class 7 has 1 sample" in err[0]
+
+
+def test_rank_pool_names_the_model_in_errors(data):
+    x, y = data
+    bad = x.copy()
+    bad[0, 0] = np.inf
+    with pytest.raises(InputError, match=r"^broken: array 'features'"):
+        nctk.rank({"fine": x, "broken": bad}, y, "ncti")
