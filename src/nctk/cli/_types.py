@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import math
 from collections.abc import Callable
+from typing import Any
 
 #: Seeds go to numpy and torch generators; 32 bits is the range every one of them takes.
 SEED_MAX = 2**32 - 1
@@ -50,42 +51,32 @@ def real(minimum: float | None = None, maximum: float | None = None, *,
     return parse
 
 
-def integer_list(minimum: int | None = None) -> Callable[[str], list[int]]:
-    """A comma-separated, non-empty list of integers, each ``>= minimum``."""
-    item = integer(minimum)
-
-    def parse(text: str) -> list[int]:
+def _list_of(item: Callable[[str], Any], what: str, minimum: float | None, name: str
+             ) -> Callable[[str], list[Any]]:
+    """A comma-separated, non-empty list, each part parsed by ``item``."""
+    def parse(text: str) -> list[Any]:
         parts = [p for p in text.split(",") if p.strip()]
         if not parts:
-            raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
+            raise argparse.ArgumentTypeError(f"expected comma-separated {what}, got {text!r}")
         try:
             return [item(p) for p in parts]
         except argparse.ArgumentTypeError:
             raise argparse.ArgumentTypeError(
-                f"expected comma-separated integers{_bounds(minimum, None, False, False)}, "
+                f"expected comma-separated {what}{_bounds(minimum, None, False, False)}, "
                 f"got {text!r}") from None
 
-    parse.__name__ = "integer list"
+    parse.__name__ = name
     return parse
+
+
+def integer_list(minimum: int | None = None) -> Callable[[str], list[int]]:
+    """A comma-separated, non-empty list of integers, each ``>= minimum``."""
+    return _list_of(integer(minimum), "integers", minimum, "integer list")
 
 
 def real_list(minimum: float | None = None) -> Callable[[str], list[float]]:
     """A comma-separated, non-empty list of finite floats, each ``>= minimum``."""
-    item = real(minimum)
-
-    def parse(text: str) -> list[float]:
-        parts = [p for p in text.split(",") if p.strip()]
-        if not parts:
-            raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}")
-        try:
-            return [item(p) for p in parts]
-        except argparse.ArgumentTypeError:
-            raise argparse.ArgumentTypeError(
-                f"expected comma-separated finite numbers{_bounds(minimum, None, False, False)}"
-                f", got {text!r}") from None
-
-    parse.__name__ = "number list"
-    return parse
+    return _list_of(real(minimum), "finite numbers", minimum, "number list")
 
 
 #: The types the commands use (one definition each, so equal options check alike).
