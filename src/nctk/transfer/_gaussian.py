@@ -115,16 +115,18 @@ def row_blocks(n: int, rows: int = CHUNK_ROWS) -> list[slice]:
 def column_mean(x: torch.Tensor) -> torch.Tensor:
     """(d,) float64 mean of the rows, accumulated block by block (no float64 copy of x)."""
     total = torch.zeros(x.shape[1], dtype=F64, device=x.device)
-    for b in row_blocks(x.shape[0]):
-        total += x[b].sum(0, dtype=F64)
+    # small blocks promoted, then summed: several times faster on the CPU than
+    # ``sum(dtype=float64)`` over large blocks, and the promoted block stays in cache
+    for b in row_blocks(x.shape[0], 1024):
+        total += x[b].to(F64).sum(0)
     return total / x.shape[0]
 
 
 def class_sums(x: torch.Tensor, codes: torch.Tensor, num_classes: int) -> torch.Tensor:
     """(C, d) float64 per-class sums of the rows of ``x``, accumulated block by block."""
     sums = torch.zeros(num_classes, x.shape[1], dtype=F64, device=x.device)
-    for b in row_blocks(x.shape[0]):
-        sums.index_add_(0, codes[b], x[b].to(F64))
+    for b in row_blocks(x.shape[0], 1024):  # one-hot^T X: a GEMM, faster than index_add_
+        sums.addmm_(one_hot(codes[b], num_classes).T, x[b].to(F64))
     return sums
 
 

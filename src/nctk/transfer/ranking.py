@@ -201,19 +201,23 @@ def default_workers(models: int) -> int:
 
 
 def _map(func: Any, items: Sequence[str], workers: int) -> list[Any]:
-    """``[func(i) for i in items]``, ``workers`` at a time with single-threaded kernels."""
+    """``[func(i) for i in items]``: ``workers`` at a time with single-threaded kernels,
+    while at least ``workers`` items remain; the remainder one by one with the usual
+    multi-threaded kernels (3 models on 2 cores: two side by side, then one on both)."""
     if workers <= 1 or len(items) < 2:
         return [func(i) for i in items]
     import torch
     from threadpoolctl import threadpool_limits
 
+    side_by_side = len(items) - len(items) % workers
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        with threadpool_limits(1), ThreadPoolExecutor(min(workers, len(items))) as pool:
-            return list(pool.map(func, items))
+        with threadpool_limits(1), ThreadPoolExecutor(workers) as pool:
+            done = list(pool.map(func, items[:side_by_side]))
     finally:
         torch.set_num_threads(threads)
+    return done + [func(i) for i in items[side_by_side:]]
 
 
 def rank_pool(pool: Sequence[FeatureFile], method: str | Method, **options: Any) -> MethodResult:
