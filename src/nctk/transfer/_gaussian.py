@@ -107,6 +107,14 @@ def _check_tensor(x: torch.Tensor, name: str) -> torch.Tensor:
     return x
 
 
+def block_rows(width: int, elements: int = 1 << 20) -> int:
+    """Rows per block of ``width`` columns: about ``elements`` entries (8 MB in float64),
+    between 256 and 65,536 rows. Blocks that small stay in cache when promoted; blocks
+    not smaller keep the count of (multi-threaded) operations low for narrow features,
+    where thousands of tiny operations cost more in thread synchronisation than in work."""
+    return max(256, min(65536, elements // max(width, 1)))
+
+
 def row_blocks(n: int, rows: int = CHUNK_ROWS) -> list[slice]:
     """Slices covering 0..n in blocks of ``rows``."""
     return [slice(i, min(i + rows, n)) for i in range(0, n, rows)]
@@ -117,7 +125,7 @@ def column_mean(x: torch.Tensor) -> torch.Tensor:
     total = torch.zeros(x.shape[1], dtype=F64, device=x.device)
     # small blocks promoted, then summed: several times faster on the CPU than
     # ``sum(dtype=float64)`` over large blocks, and the promoted block stays in cache
-    for b in row_blocks(x.shape[0], 1024):
+    for b in row_blocks(x.shape[0], block_rows(x.shape[1])):
         total += x[b].to(F64).sum(0)
     return total / x.shape[0]
 
@@ -125,7 +133,8 @@ def column_mean(x: torch.Tensor) -> torch.Tensor:
 def class_sums(x: torch.Tensor, codes: torch.Tensor, num_classes: int) -> torch.Tensor:
     """(C, d) float64 per-class sums of the rows of ``x``, accumulated block by block."""
     sums = torch.zeros(num_classes, x.shape[1], dtype=F64, device=x.device)
-    for b in row_blocks(x.shape[0], 1024):  # one-hot^T X: a GEMM, faster than index_add_
+    for b in row_blocks(x.shape[0], block_rows(x.shape[1])):  # one-hot^T X: faster than
+        # index_add_
         sums.addmm_(one_hot(codes[b], num_classes).T, x[b].to(F64))
     return sums
 
@@ -188,7 +197,7 @@ def sample_gram(x: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
     """(N, N) float64 K = X_c X_c^T, accumulated over column blocks (no float64 copy of X)."""
     n, d = x.shape
     gram = torch.zeros(n, n, dtype=F64, device=x.device)
-    for b in row_blocks(d, 1024):
+    for b in row_blocks(d, block_rows(n)):
         block = x[:, b].to(F64) - mean[b]
         gram.addmm_(block, block.T)
     return gram

@@ -38,7 +38,14 @@ from dataclasses import dataclass
 
 import torch
 
-from nctk.transfer._gaussian import F64, centred_gram, row_blocks, sample_gram, top_eigh
+from nctk.transfer._gaussian import (
+    F64,
+    block_rows,
+    centred_gram,
+    row_blocks,
+    sample_gram,
+    top_eigh,
+)
 
 #: Extra eigenvectors taken from the float32 Gram: they absorb the directions just below
 #: the k-th and give the Ritz gap theta_k - theta_{k+1} that the residual check needs.
@@ -47,9 +54,9 @@ OVERSAMPLE = 8
 #: at most this (the estimate runs 3-10 times above the measured angle); otherwise
 #: compute exactly.
 SUBSPACE_TOLERANCE = 1e-8
-#: Rows (or columns) per block of the float64 passes, and of the float32 Gram.
-BLOCK = 1024
-GRAM_BLOCK = 2048
+#: Entries per block of the float64 passes and of the float32 Gram (``block_rows``).
+BLOCK = 1 << 20
+GRAM_BLOCK = 1 << 21
 #: The float32 Gram is formed from up to PANELS column panels of at least PANEL_MIN.
 PANELS = 4
 PANEL_MIN = 256
@@ -97,9 +104,10 @@ def gram32(x: torch.Tensor, mean: torch.Tensor, scale: float, samples: bool) -> 
     mean32 = mean.to(torch.float32)
     size = n if samples else d
     gram = torch.zeros(size, size, dtype=F64, device=x.device)
-    buffer = torch.empty((n, GRAM_BLOCK) if samples else (GRAM_BLOCK, d),
-                         dtype=torch.float32, device=x.device)
-    for b in row_blocks(d if samples else n, GRAM_BLOCK):
+    rows = block_rows(n if samples else d, GRAM_BLOCK)
+    buffer = torch.empty((n, rows) if samples else (rows, d), dtype=torch.float32,
+                         device=x.device)
+    for b in row_blocks(d if samples else n, rows):
         width = b.stop - b.start
         if samples:
             block = torch.sub(x[:, b], mean32[b], out=buffer[:, :width]).mul_(scale)
@@ -134,8 +142,9 @@ def _blocks(x: torch.Tensor, mean: torch.Tensor, samples: bool
     """
     n, d = x.shape
     count = d if samples else n
-    buffer = torch.empty((n, BLOCK) if samples else (BLOCK, d), dtype=F64, device=x.device)
-    for b in row_blocks(count, BLOCK):
+    rows = block_rows(n if samples else d, BLOCK)
+    buffer = torch.empty((n, rows) if samples else (rows, d), dtype=F64, device=x.device)
+    for b in row_blocks(count, rows):
         size = b.stop - b.start
         if samples:
             out = buffer[:, :size]

@@ -20,12 +20,16 @@ from typing import Any
 
 import numpy as np
 
+from nctk.arrays import to_numpy
 from nctk.errors import InputError
+from nctk.transfer._sampling import stratified_subsample
 from nctk.transfer.registry import Method, register
 from nctk.validation import check_matrix, encode_labels
 
 NEIGHBOURS = 5
 FOLDS = 5
+#: Default cap on the samples (a seeded stratified subsample above it).
+KNN_MAX_SAMPLES = 20_000
 
 
 def fold_assignment(x: np.ndarray, codes: np.ndarray, folds: int, seed: int) -> np.ndarray:
@@ -45,7 +49,7 @@ def fold_assignment(x: np.ndarray, codes: np.ndarray, folds: int, seed: int) -> 
 
 
 def knn_score(features: Any, labels: Any, *, neighbours: int = NEIGHBOURS, folds: int = FOLDS,
-              seed: int = 0) -> float:
+              seed: int = 0, max_samples: int | None = KNN_MAX_SAMPLES) -> float:
     """Cross-validated k-NN accuracy of one model's features, in [0, 1] (higher is better).
 
     Args:
@@ -54,7 +58,10 @@ def knn_score(features: Any, labels: Any, *, neighbours: int = NEIGHBOURS, folds
         labels: (N,) any labels; at least 2 classes and 2 samples per class.
         neighbours: k; reduced to the size of the smallest training split when larger.
         folds: number of folds (at most the size of the smallest class).
-        seed: seed of the fold assignment.
+        seed: seed of the fold assignment (and of the subsample).
+        max_samples: when N is larger, score a stratified subsample of this many samples
+            drawn with ``seed``, as PARC and NLEEP do (brute-force neighbours cost
+            O(N^2 d): 200,000 samples did not finish in minutes). ``None`` = all.
     """
     from sklearn.model_selection import PredefinedSplit, cross_val_score
     from sklearn.neighbors import KNeighborsClassifier
@@ -64,7 +71,15 @@ def knn_score(features: Any, labels: Any, *, neighbours: int = NEIGHBOURS, folds
             raise InputError(f"{what} must be a positive integer, got {value!r}")
     if folds < 2:
         raise InputError(f"folds must be at least 2, got {folds}")
-    x = check_matrix(features, "features", dtype_out=np.float64)
+    x = check_matrix(features, "features")
+    if max_samples is not None:
+        if isinstance(max_samples, bool) or not isinstance(max_samples, int) or max_samples < 3:
+            raise InputError(f"max_samples must be an integer of at least 3, got {max_samples!r}")
+        if x.shape[0] > max_samples:
+            rows = stratified_subsample(encode_labels(labels, x.shape[0]).codes, max_samples,
+                                        seed)
+            x, labels = x[rows], to_numpy(labels)[rows]
+    x = x.astype(np.float64)
     # scikit-learn's cosine normalisation treats row norms below 10 eps (absolute) as zero;
     # a power of two (exact, cosine-neutral) brings the largest entry to [0.5, 1)
     x = np.ldexp(x, -np.frexp(np.abs(x).max())[1])
