@@ -20,8 +20,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from sklearn.decomposition import PCA
-from sklearn.preprocessing import StandardScaler
 
 from nctk.errors import InputError
 from nctk.transfer._sampling import stratified_subsample
@@ -63,6 +61,8 @@ def _principal_components(x: np.ndarray, dim: int) -> np.ndarray:
     rank tolerance; e.g. the N-th one when N ≤ dim) are dropped: z-scoring would blow their
     rounding noise up to unit variance. The reference keeps them.
     """
+    from sklearn.decomposition import PCA  # here: scikit-learn takes ~0.7 s to import
+
     pca = PCA(n_components=min(dim, *x.shape), svd_solver="full").fit(x)
     singular = pca.singular_values_
     carries_variance = singular > singular[0] * max(x.shape) * np.finfo(np.float64).eps
@@ -100,6 +100,8 @@ def parc(features: Any, labels: Any, *, dim: int = PARC_DIM,
             rows = stratified_subsample(y.codes, max_samples, seed)
             x, codes = x[rows], codes[rows]
     x = x.astype(np.float64)   # after the subsample: never a float64 copy of all N rows
+    from sklearn.preprocessing import StandardScaler
+
     scaled = StandardScaler().fit_transform(_principal_components(x, dim))
     flat = np.flatnonzero(np.ptp(scaled, axis=1) == 0)
     if flat.size:

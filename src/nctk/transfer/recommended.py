@@ -25,7 +25,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-from scipy.stats import rankdata
 
 from nctk.errors import InputError
 from nctk.transfer import etran, ncti
@@ -95,6 +94,8 @@ def rank_average(scores: Mapping[str, Mapping[str, float]]
         (model -> mean rank in [1, M], higher = better; model -> {member: score,
         member_rank: 1-based rank, 1 = best, ties averaged}).
     """
+    from scipy.stats import rankdata  # here: scipy.stats takes ~0.8 s to import
+
     models = list(next(iter(scores.values())))
     size = len(models)
     ascending = {s: dict(zip(models, rankdata([v[m] for m in models]), strict=True))
