@@ -23,7 +23,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import resource
+import signal
 import subprocess
 import sys
 import tempfile
@@ -213,13 +215,18 @@ def main() -> None:
         return
     for case in args.cases.split(","):
         start = time.perf_counter()
-        try:
-            out = subprocess.run([sys.executable, __file__, "--case", case], capture_output=True,
-                                 text=True, timeout=args.timeout, check=False)
-            line = (json.loads(out.stdout.strip().splitlines()[-1]) if out.returncode == 0
-                    else f"failed: {(out.stderr.strip().splitlines() or ['?'])[-1][:200]}")
-        except subprocess.TimeoutExpired:
-            line = f"did not finish within {args.timeout:.0f} s"
+        # its own process group: a case past the limit is killed with the nctk it started
+        with subprocess.Popen([sys.executable, __file__, "--case", case], text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              start_new_session=True) as proc:
+            try:
+                stdout, stderr = proc.communicate(timeout=args.timeout)
+                line = (json.loads(stdout.strip().splitlines()[-1]) if proc.returncode == 0
+                        else f"failed: {(stderr.strip().splitlines() or ['?'])[-1][:200]}")
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.communicate()
+                line = f"did not finish within {args.timeout:.0f} s"
         print(f"{case:7s} ({time.perf_counter() - start:6.1f} s)  {line}", flush=True)
 
 
