@@ -62,6 +62,11 @@ def test_ablation_matches_the_library_and_rank(digits_pool, capsys, tmp_path):
     assert code == 0, err
     data = json.loads(out_json.read_text())
     assert data["analysis"] == "ablation" and data["method"] == "ncti"
+    origin = data["provenance"]  # where the result came from, as rank and collapse record it
+    assert origin["feature_files"] == [str(p) for p in paths]
+    assert origin["ground_truth"] == str(gt) and origin["samples"] == load_pool(
+        paths)[0].labels.shape[0]
+    assert origin["command"].startswith("nctk analyze ablation ")
     result = data["ablation"]
     assert list(result) == ["all", "only seli", "only ncc", "only vc", "without seli",
                             "without ncc", "without vc"]
@@ -138,7 +143,9 @@ def test_source_terms(digits_pool, capsys, tmp_path):
     code, out, err = _run(capsys, "analyze", "source", *paths, "--source", *sources,
                           "--ground-truth", gt, "--json", out_json)
     assert code == 0, err
-    result = json.loads(out_json.read_text())["source"]
+    data = json.loads(out_json.read_text())
+    assert data["provenance"]["source_files"] == [str(p) for p in sources]
+    result = data["source"]
     assert list(result) == ["seli", "ncc", "vc", "all"]
     src_pool = [load_pool([p])[0] for p in sources]
     truth = json.loads(gt.read_text())

@@ -116,10 +116,20 @@ def _target_components(method: Any, pool: list[FeatureFile], args: argparse.Name
     return analyses.components_per_model(pool, method, **_components_options(method, args))
 
 
-def _finish(args: argparse.Namespace, text: str, result: dict[str, Any]) -> int:
+def _finish(args: argparse.Namespace, text: str, result: dict[str, Any],
+            pool: list[FeatureFile]) -> int:
+    """Print ``text``; with ``--json`` write the result and its ``provenance`` record."""
     print(text)
     if args.json:
-        write_json(args.json, {"analysis": args.analysis, "method": args.method, **result})
+        from nctk.provenance import provenance
+
+        inputs = {"ground_truth": args.ground_truth,
+                  "source_files": getattr(args, "source", None)}
+        origin = provenance(labels=pool[0].labels, feature_files=[f.path or f.name for f in pool],
+                            seed=args.seed, argv=args.argv,
+                            extra={k: v for k, v in inputs.items() if v is not None})
+        write_json(args.json, {"analysis": args.analysis, "method": args.method, **result,
+                               "provenance": origin})
     return 0
 
 
@@ -133,7 +143,7 @@ def run_ablation(args: argparse.Namespace) -> int:
     text = f"{method.name} term ablation ({len(pool)} models)\n" + format_table(
         ["variant", *(f"w_{t}" for t in terms), "weighted tau"], rows, digits=3,
         scientific=False, indent="  ")
-    return _finish(args, text, {"ablation": result})
+    return _finish(args, text, {"ablation": result}, pool)
 
 
 def run_weights(args: argparse.Namespace) -> int:
@@ -147,7 +157,7 @@ def run_weights(args: argparse.Namespace) -> int:
             f"{len(pool)} models\n" + format_table(
                 ["term", *(fmt_number(v, 2) for v in values)], rows, digits=3,
                 scientific=False, indent="  "))
-    return _finish(args, text, {"weights": result})
+    return _finish(args, text, {"weights": result}, pool)
 
 
 def run_fewshot(args: argparse.Namespace) -> int:
@@ -166,7 +176,7 @@ def run_fewshot(args: argparse.Namespace) -> int:
             f"seed {args.seed})\n" + format_table(
                 ["method", *(f"k={k}" for k in result["shots"])], rows, indent="  "))
     text += "".join(f"\nnote: {n}" for n in result["notes"])
-    return _finish(args, text, {"fewshot": result})
+    return _finish(args, text, {"fewshot": result}, pool)
 
 
 def run_timing(args: argparse.Namespace) -> int:
@@ -185,7 +195,7 @@ def run_timing(args: argparse.Namespace) -> int:
             row.append(result[name]["weighted_tau"])
     text = (f"wall-clock over {len(pool)} models, best and mean of {args.repeat} runs\n"
             + format_table(headers, rows, digits=5, indent="  "))
-    return _finish(args, text, {"timing": result})
+    return _finish(args, text, {"timing": result}, pool)
 
 
 def run_source(args: argparse.Namespace) -> int:
@@ -215,4 +225,4 @@ def run_source(args: argparse.Namespace) -> int:
     text = (f"{method.name} terms vs the target ground truth (weighted tau), {len(pool)} "
             "models\n" + format_table(["term", "source features", "target features"], rows,
                                       digits=3, scientific=False, indent="  "))
-    return _finish(args, text, {"source": result})
+    return _finish(args, text, {"source": result}, pool)
