@@ -132,8 +132,8 @@ def column_mean(x: torch.Tensor) -> torch.Tensor:
 def class_sums(x: torch.Tensor, codes: torch.Tensor, num_classes: int) -> torch.Tensor:
     """(C, d) float64 per-class sums of the rows of ``x``, accumulated block by block."""
     sums = torch.zeros(num_classes, x.shape[1], dtype=F64, device=x.device)
-    for b in row_blocks(x.shape[0], block_rows(x.shape[1])):  # one-hot^T X: faster than
-        # index_add_
+    # one-hot^T X as a GEMM per block: faster than index_add_
+    for b in row_blocks(x.shape[0], block_rows(x.shape[1])):
         sums.addmm_(one_hot(codes[b], num_classes).T, x[b].to(F64))
     return sums
 
