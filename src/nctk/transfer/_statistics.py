@@ -16,7 +16,6 @@ K = X_c X_c^T (same non-zero eigenvalues; the H-scores follow from either), so a
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -34,7 +33,7 @@ from nctk.transfer._gaussian import (
     row_blocks,
     sample_gram,
 )
-from nctk.transfer._subspace import Principal, exact_principal, principal
+from nctk.transfer._subspace import Principal, from_eigenpairs, principal
 
 
 @dataclass(frozen=True)
@@ -135,27 +134,19 @@ class FeatureStatistics:
     def principal(self, k: int) -> Principal:
         """Top-k principal components (k <= min(N, d)).
 
-        From the exact spectrum when another score already formed it, else by the
-        mixed-precision subspace of :mod:`nctk.transfer._subspace` (exact fallback).
+        From the exact spectrum when another score already formed it or when k leaves
+        nothing to refine (k = min(N, d)), else by the mixed-precision subspace of
+        :mod:`nctk.transfer._subspace` (exact fallback).
         """
         if k not in self._principal:
-            if "spectrum" in self.__dict__:
-                self._principal[k] = self._from_spectrum(k)
-            elif k < min(self.data.x.shape):
-                self._principal[k] = principal(self.data.x, self.mean, k)
+            if "spectrum" in self.__dict__ or k >= min(self.data.x.shape):
+                spec = self.spectrum
+                self._principal[k] = from_eigenpairs(self.data.x, self.mean,
+                                                     spec.values[:k], spec.vectors[:, :k],
+                                                     spec.samples)
             else:
-                self._principal[k] = exact_principal(self.data.x, self.mean, k)
+                self._principal[k] = principal(self.data.x, self.mean, k)
         return self._principal[k]
-
-    def _from_spectrum(self, k: int) -> Principal:
-        n = self.data.x.shape[0]
-        spec = self.spectrum
-        values, vectors = spec.values[:k], spec.vectors[:, :k]
-        if spec.samples:
-            return Principal(vectors * values.sqrt(), values / (n - 1), None, False, math.nan)
-        scores = torch.cat([(self.data.x[b].to(F64) - self.mean) @ vectors
-                            for b in row_blocks(n)])
-        return Principal(scores, values / (n - 1), vectors, False, math.nan)
 
 
 def statistics(features: Any, labels: Any, *, device: Any = None,

@@ -301,16 +301,30 @@ def angle_bound(theta: torch.Tensor, residual_norms: torch.Tensor, k: int) -> fl
     return top / far + top * rest / (near * far)
 
 
+def from_eigenpairs(x: torch.Tensor, mean: torch.Tensor, values: torch.Tensor,
+                    vectors: torch.Tensor, samples: bool) -> Principal:
+    """Exact principal components from the top-k eigenpairs of the centred Gram.
+
+    Args:
+        x: (N, d) features. mean: (d,) float64 column mean.
+        values: (k,) eigenvalues, descending. vectors: (d, k) eigenvectors of
+            X_c^T X_c, or (N, k) of X_c X_c^T when ``samples``: then the scores are
+            U sqrt(lambda) and the components are not formed.
+    """
+    n = x.shape[0]
+    values = values.clamp_min(0)
+    if samples:
+        return Principal(vectors * values.sqrt(), values / (n - 1), None, False, math.nan)
+    scores = torch.cat([(x[b].to(F64) - mean) @ vectors for b in row_blocks(n)])
+    return Principal(scores, values / (n - 1), vectors, False, math.nan)
+
+
 def exact_principal(x: torch.Tensor, mean: torch.Tensor, k: int) -> Principal:
     """Top-k principal components from the exact float64 Gram (the reference path)."""
     n, d = x.shape
-    if d <= n:
-        vals, vecs = top_eigh(centred_gram(x, mean), k)
-        scores = torch.cat([(x[b].to(F64) - mean) @ vecs for b in row_blocks(n)])
-        return Principal(scores, vals.clamp_min(0) / (n - 1), vecs, False, math.nan)
-    vals, vecs = top_eigh(sample_gram(x, mean), k)
-    return Principal(vecs * vals.clamp_min(0).sqrt(), vals.clamp_min(0) / (n - 1), None,
-                     False, math.nan)
+    samples = n < d
+    gram = sample_gram(x, mean) if samples else centred_gram(x, mean)
+    return from_eigenpairs(x, mean, *top_eigh(gram, k), samples)
 
 
 def principal(x: torch.Tensor, mean: torch.Tensor, k: int) -> Principal:
