@@ -178,6 +178,32 @@ def test_method_and_unit_errors():
         FineTuneNet(model, 3, "scl", 5)
 
 
+class HeadBeforeBlock(torch.nn.Module):
+    """A model that registers its ``head`` before a block holding a Linear (as the demo's
+    MLP-Mixer does): the last Linear registered is not the head."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.stem = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 16 * 16, 6))
+        self.head = torch.nn.Linear(6, 4)
+        self.block = torch.nn.Sequential(torch.nn.ReLU(), torch.nn.Linear(6, 6))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.block(self.stem(x)))
+
+
+def test_head_found_by_name_before_a_later_block():
+    model = HeadBeforeBlock()
+    net = FineTuneNet(model, 3, "full")
+    x = torch.randn(2, 3, 16, 16)
+    assert net.width == 6 and isinstance(net.backbone.head, torch.nn.Identity)
+    assert isinstance(net.backbone.block[1], torch.nn.Linear)
+    torch.testing.assert_close(net.features(x), model.block(model.stem(x)))
+    result = finetune(model, random_images(), method="full", config=fast())
+    assert result.network.head.out_features == 3
+
+
 def test_caller_model_is_not_modified():
     model = tiny_resnet()
     before = {k: v.clone() for k, v in model.state_dict().items()}
