@@ -47,7 +47,7 @@ def test_rank_average_counts_ranks_by_hand():
 def test_pool_score_is_the_mean_rank_of_ncti_etran_and_prior(pool):
     features, y = pool
     ncti = nctk.rank(features, y, "ncti").scores
-    etran = nctk.rank(features, y, "etran", w_energy=1.0, w_lda=1.0).scores
+    etran = nctk.rank(features, y, "etran_equal").scores
     prior = {"m0": 70.0, "m1": 60.0, "m2": 80.0, "m3": 75.5}
     models = list(features)
     per_member = [ascending_ranks([s[m] for m in models]) for s in (ncti, etran, prior)]
@@ -56,9 +56,11 @@ def test_pool_score_is_the_mean_rank_of_ncti_etran_and_prior(pool):
         assert result.scores[m] == pytest.approx(np.mean([r[i] for r in per_member]))
         assert result.components[m]["prior"] == prior[m]
         assert result.components[m]["ncti"] == pytest.approx(ncti[m], abs=1e-12)
-    assert members_used(result.components) == ["ncti", "etran", "prior"]
+        # a member is shown under the name of the method that gives its score
+        assert result.components[m]["etran_equal"] == pytest.approx(etran[m], abs=1e-12)
+    assert members_used(result.components) == ["ncti", "etran_equal", "prior"]
     without = nctk.rank(features, y, "recommended")
-    assert members_used(without.components) == ["ncti", "etran"]
+    assert members_used(without.components) == ["ncti", "etran_equal"]
     for i, m in enumerate(models):
         assert without.scores[m] == pytest.approx((per_member[0][i] + per_member[1][i]) / 2)
 
@@ -117,13 +119,13 @@ def test_cli_default_is_recommended_with_its_members(pool, tmp_path, capsys):
     assert main(["rank", *paths, "--json", str(out)]) == 0
     captured = capsys.readouterr()
     text = captured.out
-    assert text.startswith("recommended") and "ncti rank" in text and "etran rank" in text
+    assert text.startswith("recommended") and "ncti rank" in text and "etran_equal rank" in text
     assert "Recommended: the 'recommended' ranking, the mean rank of NCTI, ETran" in text
-    assert "- recommended: mean rank of ncti, etran; no prior" in captured.err
+    assert "- recommended: mean rank of ncti, etran_equal; no prior" in captured.err
     data = json.loads(out.read_text())
     assert list(data["methods"]) == ["recommended"] and "prior" not in data
     comps = data["methods"]["recommended"]["components"]["m0"]
-    assert set(comps) == {"ncti", "ncti_rank", "etran", "etran_rank"}
+    assert set(comps) == {"ncti", "ncti_rank", "etran_equal", "etran_equal_rank"}
 
 
 def test_cli_prior_file_json_and_evaluation(pool, tmp_path, capsys):
@@ -202,7 +204,7 @@ def test_report_shows_the_members(pool, tmp_path):
     report = tmp_path / "r.html"
     assert main(["rank", *paths, "--prior", str(prior), "--report", str(report)]) == 0
     html = report.read_text()
-    assert 'id="recommended"' in html and "members: ncti, etran, prior" in html
+    assert 'id="recommended"' in html and "members: ncti, etran_equal, prior" in html
 
 
 def test_models_runs_use_the_top1_of_torchvision_weights(tmp_path, capsys, monkeypatch):

@@ -16,7 +16,7 @@ from scores_core_data import blobs
 
 #: The Gaussian scores computed by nctk's own torch code (they take ``device=``).
 TORCH_METHODS = ["ncti", "sfda", "logme", "hscore", "reg_hscore"]
-METHODS = [*TORCH_METHODS, "etran", "knn", "disco"]
+METHODS = [*TORCH_METHODS, "etran", "etran_equal", "knn", "disco"]
 
 
 @pytest.fixture(scope="module")

@@ -121,6 +121,29 @@ def test_single_model_score_is_the_raw_weighted_sum(data):
     terms = etran_components(x, y)
     assert nctk.score("etran", x, y) == pytest.approx(
         0.15 * terms["energy"] + 0.85 * terms["lda"], rel=1e-12)
+    assert nctk.score("etran_equal", x, y) == pytest.approx(
+        terms["energy"] + terms["lda"], rel=1e-12)
+
+
+def test_etran_equal_is_the_equal_weight_pool_score(data):
+    """``etran_equal``: n(energy) + n(lda), the paper's T = S_en + S_cls, a name of its own
+    (it ranks differently from ``etran``'s 0.15/0.85 on this pool)."""
+    x, y = data
+    rng = np.random.default_rng(4)
+    pool = {"a": x, "b": 3 * x + rng.normal(size=x.shape), "c": x[:, ::-1] * 0.3,
+            "d": x + 2 * rng.normal(size=x.shape)}
+    raw = {m: etran_components(v, y) for m, v in pool.items()}
+
+    def mm(term):
+        values = {m: raw[m][term] for m in raw}
+        lo, hi = min(values.values()), max(values.values())
+        return {m: (v - lo) / (hi - lo) for m, v in values.items()}
+
+    energy, lda = mm("energy"), mm("lda")
+    equal = nctk.rank(pool, y, "etran_equal")
+    for m in pool:
+        assert equal.scores[m] == pytest.approx(energy[m] + lda[m], abs=1e-12)
+    assert equal.ranking != nctk.rank(pool, y, "etran").ranking
 
 
 def test_invariant_to_sample_order_and_label_names(data):

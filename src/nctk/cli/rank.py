@@ -444,7 +444,7 @@ def format_results(results: Mapping[str, Any], truth: Mapping[str, float] | None
         flag = flags.get(name)
         first = next(iter(result.components.values()), {}) if result.components else {}
         member_ranks = [k for k in first if k.endswith("_rank")]
-        headers = (["rank", "model", "score"] + [k.replace("_", " ") for k in member_ranks]
+        headers = (["rank", "model", "score"] + [k[:-len("_rank")] + " rank" for k in member_ranks]
                    + (["truth"] if truth is not None else []) + (["flag"] if flag else []))
         rows = []
         for position, model in enumerate(result.ranking, start=1):

@@ -18,6 +18,10 @@ Pool (the official ``tw.py``): ETran_m = w_en n(S_en) + w_lda n(S_lda) + w_svd n
 n = min-max over the pool, weights 0.15, 0.85 and 0 (the classification score of the
 reference combines only energy and LDA). ``nctk.score("etran", X, y)`` is the
 pool-independent raw sum w_en S_en + w_lda S_lda + w_svd S_svd.
+
+``etran_equal`` is the same terms with the paper's equal weights, n(S_en) + n(S_lda) (the
+paper's T = S_en + S_cls): the ``etran`` rows of the public tmlr scores, under a name of
+its own because it ranks models differently from the reference's weighting.
 """
 
 from __future__ import annotations
@@ -46,6 +50,8 @@ TERMS = ("energy", "lda", "svd")
 #: The reference keeps int(0.5 * 10) * N // 1000 samples: 5 per mille.
 ENERGY_PERMILLE = 5
 DEFAULT_WEIGHTS = {"w_energy": 0.15, "w_lda": 0.85, "w_svd": 0.0}
+#: The paper's T = S_en + S_cls: the weights of ``etran_equal`` (and of the public tmlr rows).
+EQUAL_WEIGHTS = {"w_energy": 1.0, "w_lda": 1.0, "w_svd": 0.0}
 
 
 def energy_term(x: torch.Tensor, permille: int = ENERGY_PERMILLE) -> tuple[float, int]:
@@ -149,4 +155,27 @@ register(Method(
     components=etran_components,
     combine=combine_pool,
     combine_options=tuple(DEFAULT_WEIGHTS),
+))
+
+
+def combine_equal(raw: Mapping[str, Components]
+                  ) -> tuple[dict[str, float], dict[str, Components]]:
+    """Pool ``etran_equal``: n(energy) + n(lda), n = min-max over the pool (0..2)."""
+    return combine_pool(raw, **EQUAL_WEIGHTS)
+
+
+def etran_equal_score(features: Any, labels: Any, *, energy_permille: int = ENERGY_PERMILLE,
+                      device: Any = None) -> float:
+    """Pool-independent ``etran_equal`` of one model: the raw sum S_en + S_lda."""
+    return etran_score(features, labels, **EQUAL_WEIGHTS, energy_permille=energy_permille,
+                       device=device)
+
+
+register(Method(
+    name="etran_equal",
+    score=etran_equal_score,
+    summary="ETran with the paper's equal term weights, n(energy) + n(LDA) (the public tmlr "
+            "scores' ETran)",
+    components=etran_components,
+    combine=combine_equal,
 ))

@@ -2,9 +2,10 @@
 
 For a pool of M models (docs/methods-recommended.md, "The recommended ranking"):
 
-* members: NCTI (the reference pool score n(seli) + n(ncc) - n(vc)), ETran (the
-  equal-weight pool score n(S_en) + n(S_lda), the variant of the public per-model scores it
-  was validated on) and, when given, a data-free prior (e.g. the models' ImageNet top-1,
+* members: the registered methods ``ncti`` (the reference pool score n(seli) + n(ncc) -
+  n(vc)) and ``etran_equal`` (ETran with the paper's equal weights, n(S_en) + n(S_lda),
+  the variant of the public per-model scores it was validated on), each scoring the pool as
+  it does on its own, and, when given, a data-free prior (e.g. the models' ImageNet top-1,
   their source accuracy, or any {model: value} the user trusts, higher = better);
 * r_s(m) = rank of model m by member s, ascending (1 = lowest, M = highest, ties
   averaged, ``scipy.stats.rankdata``);
@@ -27,24 +28,21 @@ from typing import Any
 import numpy as np
 
 from nctk.errors import InputError
-from nctk.transfer import etran, ncti
-from nctk.transfer.registry import Components, Method, register
+from nctk.transfer import etran, ncti  # noqa: F401  (registers the members)
+from nctk.transfer.registry import Components, Method, get_method, register
 
-#: The estimators averaged, in display order (the prior, when given, comes last).
-ESTIMATORS = ("ncti", "etran")
+#: The estimators averaged, registered method names in display order (the prior, when
+#: given, comes last); each member's score and rank are shown under its method's name.
+ESTIMATORS = ("ncti", "etran_equal")
 PRIOR = "prior"
-#: ETran's term weights inside ``recommended``: the equal-weight variant validated on the
-#: public per-model scores (the ``etran`` method's own default is the official 0.15/0.85).
-ETRAN_WEIGHTS = {"w_energy": 1.0, "w_lda": 1.0, "w_svd": 0.0}
 RANK_SUFFIX = "_rank"
 
 
 def recommended_components(features: Any, labels: Any, *, device: Any = None) -> Components:
     """The raw terms of every estimator member of one model, keyed ``<member>.<term>``."""
-    terms = {"ncti": ncti.ncti_components(features, labels, device=device),
-             "etran": etran.etran_components(features, labels, device=device)}
-    return {f"{member}.{key}": value for member, raw in terms.items()
-            for key, value in raw.items()}
+    return {f"{member}.{key}": value for member in ESTIMATORS
+            for key, value in get_method(member).components(features, labels,
+                                                            device=device).items()}
 
 
 def _member_raw(raw: Mapping[str, Components], member: str) -> dict[str, Components]:
@@ -74,10 +72,11 @@ def check_prior(prior: Mapping[str, Any], models: list[str]) -> dict[str, float]
 
 def member_scores(raw: Mapping[str, Components], prior: Mapping[str, Any] | None = None
                   ) -> dict[str, dict[str, float]]:
-    """member -> {model: score}: the pool NCTI and ETran scores, and the prior if given."""
+    """member -> {model: score}: each estimator's pool score (as the method named by the
+    member gives it), and the prior if given."""
     models = list(raw)
-    scores = {"ncti": ncti.combine_pool(_member_raw(raw, "ncti"))[0],
-              "etran": etran.combine_pool(_member_raw(raw, "etran"), **ETRAN_WEIGHTS)[0]}
+    scores = {member: get_method(member).combine(_member_raw(raw, member))[0]
+              for member in ESTIMATORS}
     if prior is not None:
         scores[PRIOR] = check_prior(prior, models)
     return scores
