@@ -240,3 +240,52 @@ def test_models_runs_use_the_top1_of_torchvision_weights(tmp_path, capsys, monke
     assert from_files["prior"] == from_models["prior"]
     assert from_files["methods"]["recommended"]["scores"] == pytest.approx(
         from_models["methods"]["recommended"]["scores"])
+
+
+# ------------------------------------------------------- the rule on a pool already scored
+
+
+def test_combine_scores_is_combine_pool_without_features(pool):
+    """``select``'s shortlist: the rule from member scores alone gives what
+    ``nctk.rank(..., "recommended")`` gives from the features, with and without a prior."""
+    from nctk.transfer.recommended import ESTIMATORS, combine_scores, ranking
+
+    features, y = pool
+    scores = {m: nctk.rank(features, y, m).scores for m in ESTIMATORS}
+    scores["logme"] = {m: 0.0 for m in features}  # a method outside the rule is ignored
+    prior = {"m0": 70.0, "m1": 60.0, "m2": 80.0, "m3": 75.5}
+    for given in (None, prior):
+        want = nctk.rank(features, y, "recommended", **({"prior": given} if given else {}))
+        combined, comps = combine_scores(scores, prior=given)
+        assert combined == pytest.approx(want.scores, abs=1e-12)
+        for model, terms in comps.items():
+            assert terms == pytest.approx(want.components[model], abs=1e-12)
+        assert ranking(scores, prior=given) == want.ranking
+
+
+@pytest.mark.parametrize("change, problem", [
+    (lambda s: s.pop("ncti"), "no scores of the member(s) ['ncti']"),
+    (lambda s: s["etran_equal"].pop("m1"), "'etran_equal' scores other models than 'ncti'"),
+    (lambda s: s["ncti"].update(m2=float("nan")), "no finite score for model(s) ['m2']"),
+    (lambda s: s["ncti"].update(m2="high"), "no finite score for model(s) ['m2']"),
+    (lambda s: s["ncti"].update(m2=True), "no finite score for model(s) ['m2']"),
+])
+def test_combine_scores_bad_input(change, problem):
+    from nctk.transfer.recommended import combine_scores
+
+    scores = {"ncti": {f"m{i}": float(i) for i in range(4)},
+              "etran_equal": {f"m{i}": float(-i) for i in range(4)}}
+    change(scores)
+    with pytest.raises(InputError, match=re.escape(problem)) as err:
+        combine_scores(scores)
+    assert "\n" not in str(err.value) and str(err.value).startswith("scores: ")
+
+
+def test_combine_scores_needs_two_models_and_a_good_prior():
+    from nctk.transfer.recommended import combine_scores
+
+    with pytest.raises(InputError, match="at least 2 models, got 1"):
+        combine_scores({"ncti": {"a": 1.0}, "etran_equal": {"a": 2.0}})
+    scores = {"ncti": {"a": 1.0, "b": 2.0}, "etran_equal": {"a": 2.0, "b": 1.0}}
+    with pytest.raises(InputError, match=re.escape("no prior value for model(s) ['b']")):
+        combine_scores(scores, prior={"a": 1.0})

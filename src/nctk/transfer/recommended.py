@@ -22,6 +22,7 @@ left out and the others are averaged.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Mapping
 from typing import Any
 
@@ -29,6 +30,7 @@ import numpy as np
 
 from nctk.errors import InputError
 from nctk.transfer import etran, ncti  # noqa: F401  (registers the members)
+from nctk.transfer.ranking import rank_order
 from nctk.transfer.registry import Components, Method, get_method, register
 
 #: The estimators averaged, registered method names in display order (the prior, when
@@ -62,12 +64,17 @@ def check_prior(prior: Mapping[str, Any], models: list[str]) -> dict[str, float]
     values = {}
     for model in models:
         value = prior[model]
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(
-                value):
+        if not _is_number(value):
             raise InputError(f"prior value for '{model}' is not a finite number: {value!r}",
                              array=PRIOR)
         values[model] = float(value)
     return values
+
+
+def _is_number(value: Any) -> bool:
+    """A finite real number (not a bool)."""
+    return (not isinstance(value, bool | np.bool_) and isinstance(value, numbers.Real)
+            and math.isfinite(value))
 
 
 def member_scores(raw: Mapping[str, Components], prior: Mapping[str, Any] | None = None
@@ -111,6 +118,50 @@ def combine_pool(raw: Mapping[str, Components], *, prior: Mapping[str, Any] | No
                  ) -> tuple[dict[str, float], dict[str, Components]]:
     """The recommended score of every model of the pool (see the module docstring)."""
     return rank_average(member_scores(raw, prior))
+
+
+def combine_scores(scores: Mapping[str, Mapping[str, float]], *,
+                   prior: Mapping[str, Any] | None = None
+                   ) -> tuple[dict[str, float], dict[str, Components]]:
+    """The rule on a pool already scored, without features.
+
+    Args:
+        scores: method -> {model: pool score}, holding at least every member of
+            :data:`ESTIMATORS` (e.g. the ``scores`` of ``nctk.rank(pool, y, "ncti")``;
+            other methods are ignored), every member over the same models.
+        prior: {model: value}, higher = better, or None.
+
+    Returns:
+        As :func:`combine_pool`: (model -> mean rank, higher = better; model -> each
+        member's score and rank).
+    """
+    missing = [m for m in ESTIMATORS if m not in scores]
+    if missing:
+        raise InputError(f"scores: no scores of the member(s) {missing} (the rule averages "
+                         f"{', '.join(ESTIMATORS)})")
+    models = list(scores[ESTIMATORS[0]])
+    chosen = {}
+    for member in ESTIMATORS:
+        values = scores[member]
+        if sorted(values) != sorted(models):
+            raise InputError(f"scores: '{member}' scores other models than "
+                             f"'{ESTIMATORS[0]}'")
+        bad = [m for m in models if not _is_number(values[m])]
+        if bad:
+            raise InputError(f"scores: '{member}' has no finite score for model(s) {bad}")
+        chosen[member] = {m: float(values[m]) for m in models}
+    if len(models) < 2:
+        raise InputError(f"scores: a ranking needs at least 2 models, got {len(models)}")
+    if prior is not None:
+        chosen[PRIOR] = check_prior(prior, models)
+    return rank_average(chosen)
+
+
+def ranking(scores: Mapping[str, Mapping[str, float]], *,
+            prior: Mapping[str, Any] | None = None) -> list[str]:
+    """The models of a scored pool, best first, by the rule (:func:`combine_scores`; ties
+    keep the order of the first member's scores)."""
+    return rank_order(combine_scores(scores, prior=prior)[0])
 
 
 def members_used(components: Mapping[str, Components]) -> list[str]:
