@@ -12,7 +12,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from nctk.demo.run import SUBSET, asset, image_transform, load_demo_model
+from nctk.demo.assets import SUBSET, asset
+from nctk.demo.run import image_transform, load_demo_model
 from nctk.extract import ModelAdapter, load_dataset, subsample_per_class
 
 #: The demo members the tests rank (fast ones of every family).

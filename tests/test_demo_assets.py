@@ -11,8 +11,9 @@ import pytest
 import torch
 from torch import nn
 
+from nctk.demo.assets import ASSETS, asset, pool_info
 from nctk.demo.models import POOL, pool_names
-from nctk.demo.run import ASSETS, asset, load_demo_model, pool_info, select_models
+from nctk.demo.run import load_demo_model, select_models
 from nctk.errors import InputError
 
 TARGET_CLASSES = ["dog", "frog", "horse", "ship", "truck"]

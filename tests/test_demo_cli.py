@@ -9,7 +9,8 @@ import pytest
 from scipy import stats
 
 from nctk.cli import main
-from nctk.demo.run import ASSETS, run_demo
+from nctk.demo.assets import ASSETS
+from nctk.demo.run import run_demo
 from nctk.io import load_pool
 
 MODELS = "cnn_small,mlp"

@@ -275,7 +275,7 @@ def test_cli_bad_input_exits_2(tmp_path, capsys):
         (["--models", "torchvision:resnet18:NOPE", "--data", f"imagefolder:{folder}"],
          "unknown weights 'NOPE'"),
         (["--models", "mystery:net", "--data", f"imagefolder:{folder}"],
-         "accepted forms: torchvision:<name>"),
+         "accepted kinds: torchvision:, timm:"),
         (["--models", "torchvision:resnet18", "--data", f"imagefolder:{tmp_path / 'none'}"],
          "no such directory"),
         (["--models", "torchvision:resnet18",

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from nctk.errors import InputError
+from nctk.errors import InputError, UnknownChoice
 from nctk.extract import ModelAdapter, load_model
 from nctk.extract.models import pool_output
 
@@ -54,7 +54,8 @@ def _pil(size: int):
 
 
 def test_torchvision_errors_name_the_accepted_forms(monkeypatch):
-    with pytest.raises(InputError, match=r"unknown torchvision model 'nosuchnet'.*accepted forms"):
+    with pytest.raises(InputError, match=r"unknown torchvision model 'nosuchnet'.*"
+                                         r"torchvision\.models\.list_models\(\)"):
         load_model("torchvision:nosuchnet")
     with pytest.raises(InputError, match=r"unknown weights 'FOO'.*IMAGENET1K_V1.*none"):
         load_model("torchvision:resnet18:FOO")
@@ -68,10 +69,13 @@ def test_torchvision_errors_name_the_accepted_forms(monkeypatch):
         load_model("torchvision:resnet18:IMAGENET1K_V1")
 
 
-def test_unknown_spec_lists_accepted_forms():
-    for spec in ("foo:bar", "", "resnet50"):
-        with pytest.raises(InputError, match="accepted forms: torchvision:<name>"):
+def test_unknown_spec_lists_accepted_kinds():
+    for spec in ("foo:bar", "resnet50"):
+        with pytest.raises(UnknownChoice, match=r"accepted kinds: torchvision:, timm:, hf:, "
+                                                r"file:, demo:, or a \.pt/"):
             load_model(spec)
+    with pytest.raises(InputError, match="non-empty string"):
+        load_model("")
 
 
 def test_timm_vit_uses_pre_logits_and_class_token():

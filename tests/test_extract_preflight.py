@@ -12,7 +12,7 @@ import torch
 
 import nctk.extract.engine as engine
 from nctk.cli import main
-from nctk.demo.run import asset
+from nctk.demo.assets import asset
 from nctk.errors import InputError
 from nctk.extract import load_dataset, load_model
 from nctk.extract.models import split_name
@@ -95,7 +95,8 @@ def test_check_models_returns_names_and_names_the_first_bad_model(small_data):
     assert "model 1 of 3 (demo:mlp) and model 3 of 3 (demo:mlp) are both named 'mlp'" in message
     assert "NAME=SPEC, e.g. mlp_3=demo:mlp" in message
     with pytest.raises(InputError, match=r"model 1 of 1 \(demo:vit_tiny\): model 'vit_tiny' "
-                                         r"cannot take its input.*\(1, 3, 64, 64\).*image-size"):
+                                         r"cannot take its input.*\(1, 3, 64, 64\).*"
+                                         r"image_size=\.\.\."):
         check_models(["demo:vit_tiny"], small_data, image_size=64)
     with pytest.raises(InputError, match=r"model 1 of 1 .*has no layer 'nope'"):
         check_models(["demo:mlp"], small_data, layers="nope")

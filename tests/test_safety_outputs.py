@@ -167,12 +167,12 @@ def test_finetune_out_onto_its_own_model(capsys, tmp_path):
 
 
 def test_demo_out_onto_the_shipped_assets(capsys, tmp_path, monkeypatch):
-    import nctk.demo.run
+    import nctk.demo.assets
 
     assets = tmp_path / "assets"
     assets.mkdir()
     (assets / "ground_truth.json").write_text("{}")
-    monkeypatch.setattr(nctk.demo.run, "ASSETS", assets)
+    monkeypatch.setattr(nctk.demo.assets, "ASSETS", assets)
     _refused(capsys, ["demo", "--out", assets], [assets / "ground_truth.json"],
              "the shipped demo assets")
 

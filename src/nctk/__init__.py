@@ -7,7 +7,9 @@ Public API (arrays in, plain floats and dicts out; numpy or torch tensors accept
     nctk.evaluate(scores, truth)                  # weighted tau and friends
     nctk.collapse.measure(features, labels)       # NC1, CDNV, numerical rank, NC2-NC4
 
-Heavy parts (torch, extraction, fine-tuning) import lazily.
+Heavy parts (torch, extraction, fine-tuning) import lazily. Importing ``nctk`` registers
+the shipped demo's spec kinds (``demo:<model>``, ``demo:target``) in the spec-kind
+registry of :mod:`nctk.extract.specs`, which does not know the demo (a light import).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import importlib
 from typing import Any
 
 __version__ = "0.1.0"
+
+import nctk.demo.kinds  # noqa: F401  (registers the demo's spec kinds)
 
 _LAZY = {
     "score": ("nctk.transfer", "score"),

@@ -3,6 +3,13 @@
 Each sub-command lives in its own module exposing ``register(subparsers)``, which adds
 its parser and sets ``func(args) -> int``. Bad input (:class:`nctk.errors.InputError`)
 ends with one line on stderr and exit status 2, never a traceback.
+
+The library names its parameters, not flags: an error about a parameter
+(``InputError(..., parameter="image_size")``) and a remedy written as Python
+(``trust_checkpoint=True``, ``image_size=...``) are shown here with the command's own
+option for that parameter (its argparse ``dest``: ``--image-size``, ``--trust-checkpoint``),
+by :func:`in_flags` and :func:`error_line`; notes printed by the commands go through
+:func:`in_flags` too.
 """
 
 from __future__ import annotations
@@ -10,12 +17,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import re
 import sys
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import NoReturn, TextIO
 
-from nctk.errors import InputError
+from nctk.errors import InputError, UnknownChoice
 from nctk.paths import STDOUT
 
 #: Sub-command -> one-line summary, in the order ``nctk --help`` lists them. Each lives in
@@ -66,17 +74,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         # (PYTHONIOENCODING=utf-8:strict, LC_ALL=C): escaped, never a UnicodeEncodeError
         with contextlib.suppress(AttributeError, ValueError):
             stream.reconfigure(errors="backslashreplace")
+    parser = build_parser(argv)
     try:
-        args = build_parser(argv).parse_args(argv)
+        args = parser.parse_args(argv)
     except SystemExit as stop:  # --help, --version, or a usage error already printed
         return int(stop.code or 0)
     args.argv = argv  # the command line as given, for the provenance of results
+    command = command_parser(parser, args)
+    args.flags = option_flags(command)
     try:
         with _json_to_stdout(args), warnings.catch_warnings():
             warnings.showwarning = _one_line_warning
             return int(args.func(args) or 0)
     except InputError as err:
-        print(f"nctk {args.command}: error: {err}", file=sys.stderr)
+        print(f"nctk {args.command}: error: {error_line(err, args.flags, command.prog)}",
+              file=sys.stderr)
         return 2
     except OSError as err:  # unwritable output, disk full: name the path, no traceback
         where = f"{err.filename}: " if getattr(err, "filename", None) else ""
@@ -85,6 +97,49 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"nctk {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def command_parser(parser: argparse.ArgumentParser, args: argparse.Namespace
+                   ) -> argparse.ArgumentParser:
+    """The parser of the (sub-)command that ``args`` ran (``nctk analyze fewshot``'s own)."""
+    while True:
+        chosen = next((action.choices.get(getattr(args, action.dest, None))
+                       for action in parser._actions
+                       if isinstance(action, argparse._SubParsersAction)), None)
+        if chosen is None:
+            return parser
+        parser = chosen
+
+
+def option_flags(parser: argparse.ArgumentParser) -> dict[str, str]:
+    """Library parameter name (an option's ``dest``) -> the option (``--image-size``)."""
+    return {action.dest: next((o for o in action.option_strings if o.startswith("--")),
+                              action.option_strings[0])
+            for action in parser._actions if action.option_strings and action.dest != "help"}
+
+
+def in_flags(text: str, flags: Mapping[str, str]) -> str:
+    """``text`` with each remedy written as Python for a parameter that is an option here
+    shown as that option: ``trust_checkpoint=True`` -> ``--trust-checkpoint``,
+    ``image_size=...`` -> ``--image-size``, ``seed=3`` -> ``--seed 3``."""
+    def option(match: re.Match[str]) -> str:
+        value = match.group(2)
+        flag = flags[match.group(1)]
+        return flag if value in ("", "True", "...") else f"{flag} {value}"
+
+    if not flags:
+        return text
+    names = "|".join(sorted(map(re.escape, flags), key=len, reverse=True))
+    return re.sub(rf"\b({names})=([^\s,;)]*)", option, text)
+
+
+def error_line(err: InputError, flags: Mapping[str, str], prog: str) -> str:
+    """The error's line in the command's terms: its parameter and remedies as options, and
+    for an unknown name, where the command's help lists the accepted ones."""
+    if err.parameter in flags:
+        err = err.as_option(flags[err.parameter])
+    line = in_flags(str(err), flags)
+    return line + (f" (see {prog} --help)" if isinstance(err, UnknownChoice) else "")
 
 
 def _one_line_warning(message: Warning | str, category: type[Warning], filename: str,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from nctk.cli import _types as types
@@ -65,11 +65,15 @@ def _flag(name: str) -> str:
 
 
 def report_failures(command: str, failures: Sequence[Any], total: int, *,
-                    what: str = "models") -> int:
-    """One stderr line per failed model; the exit status: 0 none failed, 1 (``PARTIAL``)
-    some did and the others' results were written, 2 all did."""
+                    what: str = "models", flags: Mapping[str, str] | None = None) -> int:
+    """One stderr line per failed model (remedies in the command's ``flags``, see
+    :func:`nctk.cli.in_flags`); the exit status: 0 none failed, 1 (``PARTIAL``) some did
+    and the others' results were written, 2 all did."""
+    from nctk.cli import in_flags
+
     for record in failures:
-        print(f"nctk {command}: error: model {record.spec}: {record.error}", file=sys.stderr)
+        print(f"nctk {command}: error: model {record.spec}: "
+              f"{in_flags(str(record.error), flags or {})}", file=sys.stderr)
     if not failures:
         return 0
     if len(failures) == total:

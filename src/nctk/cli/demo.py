@@ -53,7 +53,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from nctk.analyses import effective_options, supported_options
-    from nctk.demo.run import ASSETS, GROUND_TRUTH, asset, provenance, run_demo
+    from nctk.demo.assets import ASSETS, GROUND_TRUTH, asset
+    from nctk.demo.run import provenance, run_demo
     from nctk.provenance import provenance as run_record
     from nctk.transfer.guidance import flag_notes, method_order, pool_flags, recommendation
 

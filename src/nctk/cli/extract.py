@@ -10,6 +10,7 @@ from nctk.cli import COMMANDS
 from nctk.cli import _types as types
 from nctk.cli._executor import add_executor_arguments, make_executor, report_failures
 from nctk.errors import InputError
+from nctk.extract.specs import DATASET, MODEL, forms
 from nctk.paths import Input, Output, check_outputs
 
 TRUST_HELP = ("load checkpoints that carry code (a whole pickled nn.Module, a TorchScript "
@@ -52,13 +53,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "(features, labels, source_logits, layer:<name>) for `nctk rank` and "
                     "`nctk collapse`. Results are cached and interrupted runs resume.")
     parser.add_argument("--models", required=True,
-                        help="comma-separated model specs: torchvision:<name>[:<weights>], "
-                             "timm:<name>[:pretrained], hf:<repo or dir>, checkpoint paths, or "
-                             "demo:<name> (the shipped demo pool); NAME=SPEC names a model. "
-                             "All are loaded and tried on one image before any extraction")
+                        help=f"comma-separated model specs: {forms(MODEL)}, or a checkpoint "
+                             "path (.pt, .pth, .ckpt, .ts); NAME=SPEC names a model. All are "
+                             "loaded and tried on one image before any extraction "
+                             "(docs/extraction.md)")
     parser.add_argument("--data", required=True,
-                        help="dataset spec: imagefolder:DIR, torchvision:<Name>:<root>, "
-                             "hf:<name or dir>[:<split>], npz:PATH, demo:target")
+                        help=f"dataset spec: {forms(DATASET)}")
     parser.add_argument("--split", default=None, help="dataset split (train, test, ...)")
     parser.add_argument("--per-class", type=types.positive_int, default=None, metavar="K",
                         help="use at most K samples per class (stratified, seeded)")
@@ -122,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
             layers = f", {len(result.layers)} layer(s)" if result.layers else ""
             print(f"{path}: {result.features.shape[0]} samples, {result.features.shape[1]} "
                   f"features{extra}{layers}", flush=True)
-    return report_failures("extract", failures, len(specs))
+    return report_failures("extract", failures, len(specs), flags=args.flags)
 
 
 def model_specs(text: str) -> list[str]:

@@ -35,6 +35,7 @@ from nctk.cli._executor import add_executor_arguments, make_executor, report_fai
 from nctk.cli._table import fmt_number, format_table
 from nctk.errors import InputError
 from nctk.evaluation import STATISTICS, evaluate, undefined_reason
+from nctk.extract.specs import DATASET, MODEL, forms
 from nctk.io import FeatureFile, load_ground_truth, load_pool, write_json
 from nctk.paths import Input, Output, check_outputs
 from nctk.priors import Prior, load_prior, resolve_prior
@@ -67,11 +68,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--report", metavar="OUT.html", help="write a self-contained HTML report")
     extract = parser.add_argument_group("extracting features first (instead of FEATURES.npz)")
     extract.add_argument("--models", metavar="SPEC,SPEC,...",
-                         help="model specs, e.g. torchvision:resnet50,timm:vit_small_patch16_224 "
-                              "or demo:cnn_small (see nctk extract --help); NAME=SPEC names a "
-                              "model. All are loaded and tried before any extraction")
+                         help=f"model specs: {forms(MODEL)}, or a checkpoint path; NAME=SPEC "
+                              "names a model (see nctk extract --help). All are loaded and "
+                              "tried before any extraction")
     extract.add_argument("--data", metavar="SPEC",
-                         help="target dataset, e.g. imagefolder:DIR, npz:PATH or demo:target")
+                         help=f"target dataset: {forms(DATASET)}")
     extract.add_argument("--per-class", type=types.positive_int, metavar="K",
                          help="use at most K samples per class (seeded draw)")
     extract.add_argument("--image-size", type=types.positive_int, metavar="S",
@@ -131,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
         results, notes, failures, total, source, prior = rank_extracted(args, methods,
                                                                         weights)
         if not results:
-            return report_failures("rank", failures, total)
+            return report_failures("rank", failures, total, flags=args.flags)
     else:
         pool = load_pool(features_given(args))
         check_labels(pool)
@@ -184,7 +185,7 @@ def run(args: argparse.Namespace) -> int:
             evaluation=evaluation, truth=truth, notes=notes, flags=flags,
             recommendation=advice, provenance=origin, prior=prior,
             prior_evaluation=prior_evaluation))
-    status = report_failures("rank", failures, total)
+    status = report_failures("rank", failures, total, flags=args.flags)
     print_notes(notes, written, source.get("cache_dir"))
     return status
 

@@ -18,27 +18,20 @@ layer-wise collapse (:func:`nctk.collapse.layer_profile`).
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
 from nctk.analyses import supported_options
+from nctk.demo.assets import GROUND_TRUTH, asset, pool_info
 from nctk.demo.models import MEAN, STD, get_member, pool_names
 from nctk.errors import InputError
 from nctk.io import FeatureFile, load_ground_truth
 from nctk.priors import Prior, recorded_prior
-
-#: Where the shipped weights, target subset and ground truth live.
-ASSETS = Path(__file__).resolve().with_name("assets")
-SUBSET = "target_subset.npz"
-GROUND_TRUTH = "ground_truth.json"
-POOL_INFO = "pool.json"
 
 
 @dataclass
@@ -69,26 +62,6 @@ class DemoResult:
     prior: Prior | None = None
     prior_evaluation: dict[str, float] | None = None
     seconds: dict[str, float] = field(default_factory=dict)
-
-
-def asset(name: str) -> Path:
-    """Path of a shipped asset; InputError when the installation lacks it."""
-    path = ASSETS / name
-    if not path.is_file():
-        raise InputError("demo asset missing: the package was installed without its assets "
-                         "(rebuild with benchmarks/build_demo_pool.py)", file=str(path))
-    return path
-
-
-def pool_info() -> dict[str, Any]:
-    """The build record ``pool.json``: tasks, schedules and per-model figures."""
-    return json.loads(asset(POOL_INFO).read_text(encoding="utf-8"))
-
-
-def source_accuracy(name: str) -> float | None:
-    """The test accuracy of pool member ``name`` on its source task (``pool.json``)."""
-    figures = {m["name"]: m for m in pool_info()["models"]}
-    return figures.get(name, {}).get("source_test_accuracy")
 
 
 def load_demo_model(name: str) -> nn.Module:
@@ -123,9 +96,9 @@ def select_models(models: Sequence[str] | None) -> list[str]:
     unknown = [m for m in models if m not in pool_names()]
     if unknown:
         raise InputError(f"unknown demo model {unknown[0]!r}; the pool is "
-                         f"{', '.join(pool_names())}", file="--models")
+                         f"{', '.join(pool_names())}", parameter="models")
     if len(set(models)) < 2:
-        raise InputError("a ranking needs at least 2 distinct models", file="--models")
+        raise InputError("a ranking needs at least 2 distinct models", parameter="models")
     return [m for m in pool_names() if m in models]
 
 
@@ -170,7 +143,7 @@ def run_demo(*, models: Sequence[str] | None = None, methods: str = "all", seed:
     try:
         chosen = resolve_methods(methods)
     except InputError as err:
-        raise err.located(file="--methods") from None
+        raise err.located(parameter="methods") from None
     names = select_models(models)
     shipped_truth = load_ground_truth(asset(GROUND_TRUTH), names)
     truth = {name: shipped_truth[name] for name in names}

@@ -1,13 +1,14 @@
-"""Labelled image datasets from a spec string, and stratified subsampling.
+"""Labelled image datasets from a spec string.
 
-Specs accepted by :func:`load_dataset` (see docs/extraction.md)::
+Specs accepted by :func:`load_dataset` (see docs/extraction.md): every dataset kind of the
+registry :mod:`nctk.extract.specs`; nctk's own are loaded here::
 
     imagefolder:DIR                 one sub-folder per class (torchvision ImageFolder layout)
     torchvision:<Name>:<root>       torchvision.datasets.<Name>(root, download=False)
     hf:<name or saved dir>[:<split>]  a Hugging Face ``datasets`` dataset (hub cache or disk)
     npz:PATH                        arrays ``images`` uint8 (N, H, W, 3) and ``labels`` (N,)
-    demo:target                     the shipped demo target subset (300 CIFAR-10 images of
-                                    dog, frog, horse, ship, truck; see nctk.demo)
+
+(``demo:target``, the shipped demo target subset, is registered by :mod:`nctk.demo`.)
 
 Every dataset is a :class:`LabelledImages`: a ``torch.utils.data.Dataset`` of
 ``(tensor, label_index)`` with ``labels`` (codes 0..C-1) and ``classes`` (original label
@@ -33,13 +34,11 @@ from torchvision import transforms as T
 
 from nctk.arrays import to_numpy
 from nctk.errors import InputError
+from nctk.extract import specs
 from nctk.extract.cache import files_fingerprint
+from nctk.extract.kinds import hf_dataset_name
+from nctk.extract.specs import DataRequest
 from nctk.validation import encode_labels
-
-ACCEPTED_FORMS = ("imagefolder:DIR, torchvision:<Name>:<root>, hf:<name or saved dir>[:<split>], "
-                  "npz:PATH (arrays 'images' uint8 (N,H,W,3) and 'labels'), demo:target")
-#: The datasets shipped with the demo (``demo:<name>``).
-DEMO_DATASETS = ("target",)
 
 #: Most encoded image bytes :meth:`LabelledImages.packed` carries along (2 GiB).
 PACK_LIMIT = 2 << 30
@@ -180,23 +179,15 @@ def load_dataset(spec: str, *, split: str | None = None, transform: Any = None,
             feature; the first ``ClassLabel`` feature, else ``label``/``labels``).
 
     Raises:
-        InputError: unknown spec, missing files, empty dataset, fewer than two classes.
+        InputError: unknown spec (:class:`~nctk.errors.UnknownChoice`), missing files,
+            empty dataset, fewer than two classes.
     """
-    if not isinstance(spec, str) or ":" not in spec:
-        raise InputError(f"unknown dataset spec {spec!r}; accepted forms: {ACCEPTED_FORMS}")
-    kind, _, rest = spec.partition(":")
-    if kind == "imagefolder":
-        dataset = _imagefolder(spec, rest)
-    elif kind == "torchvision":
-        dataset = _torchvision(spec, rest, split)
-    elif kind == "hf":
-        dataset = _huggingface(spec, rest, split, image_column, label_column)
-    elif kind == "npz":
-        dataset = _npz(spec, rest)
-    elif kind == "demo":
-        dataset = _demo(spec, rest)
-    else:
-        raise InputError(f"unknown dataset spec {spec!r}; accepted forms: {ACCEPTED_FORMS}")
+    found = specs.find_kind(specs.DATASET, spec) if isinstance(spec, str) else None
+    if found is None:
+        raise specs.unknown_spec(specs.DATASET, str(spec))
+    kind, rest = found
+    dataset = kind.loader()(DataRequest(spec=spec, rest=rest, split=split,
+                                        image_column=image_column, label_column=label_column))
     dataset.transform = transform
     return dataset
 
@@ -221,9 +212,11 @@ def _labelled(spec: str, raw_labels: Any, *, classes: Sequence[Any] | None = Non
     return LabelledImages(spec=spec, labels=encoded.codes, classes=values, **kwargs)
 
 
-def _imagefolder(spec: str, directory: str) -> LabelledImages:
+def imagefolder_dataset(request: DataRequest) -> LabelledImages:
+    """The ``imagefolder:`` kind: ``DIR/<class>/<image>``."""
     from torchvision.datasets.folder import IMG_EXTENSIONS, make_dataset
 
+    spec, directory = request.spec, request.rest
     root = Path(directory)
     if not root.is_dir():
         raise InputError("no such directory", file=directory)
@@ -279,7 +272,13 @@ def _decode_bytes(payload: bytes) -> Image.Image:
     return Image.open(io.BytesIO(payload))
 
 
-def _npz(spec: str, path: str) -> LabelledImages:
+def npz_dataset(request: DataRequest) -> LabelledImages:
+    """The ``npz:`` kind: :func:`npz_images` of the file."""
+    return npz_images(request.spec, request.rest)
+
+
+def npz_images(spec: str, path: str) -> LabelledImages:
+    """Arrays ``images`` uint8 (N, H, W, 3) and ``labels`` (N,) of an ``.npz`` file."""
     file = Path(path)
     if not file.is_file():
         raise InputError("no such file", file=path)
@@ -304,15 +303,6 @@ def _npz(spec: str, path: str) -> LabelledImages:
                      describe=_IndexedName(path).describe, identity=identity)
 
 
-def _demo(spec: str, name: str) -> LabelledImages:
-    from nctk.demo.run import SUBSET, asset
-
-    if name not in DEMO_DATASETS:
-        raise InputError(f"unknown demo dataset {name!r}; shipped: "
-                         f"{', '.join(f'demo:{n}' for n in DEMO_DATASETS)}", file=spec)
-    return _npz(spec, str(asset(SUBSET)))
-
-
 class _ArrayReader:
     def __init__(self, images: np.ndarray):
         self.images = images
@@ -329,14 +319,16 @@ class _IndexedName:
         return f"{self.where}[{index}]"
 
 
-def _torchvision(spec: str, rest: str, split: str | None) -> LabelledImages:
+def torchvision_dataset(request: DataRequest) -> LabelledImages:
+    """The ``torchvision:`` kind: ``<Name>:<root>``, never downloaded."""
     import torchvision.datasets as tvd
 
-    name, _, root = rest.partition(":")
+    spec, split = request.spec, request.split
+    name, _, root = request.rest.partition(":")
     cls = getattr(tvd, name, None)
     if not (isinstance(cls, type) and issubclass(cls, torch.utils.data.Dataset)):
-        raise InputError(f"unknown torchvision dataset '{name}' in {spec!r}; accepted forms: "
-                         f"{ACCEPTED_FORMS}")
+        raise InputError(f"unknown torchvision dataset '{name}' in {spec!r} (a class of "
+                            "torchvision.datasets)")
     if not root:
         raise InputError(f"no root directory in {spec!r} (torchvision:<Name>:<root>)")
     params = inspect.signature(cls).parameters
@@ -380,14 +372,16 @@ class _SourceReader:
         return T.ToPILImage()(image)
 
 
-def _huggingface(spec: str, rest: str, split: str | None, image_column: str | None,
-                 label_column: str | None) -> LabelledImages:
+def hf_dataset(request: DataRequest) -> LabelledImages:
+    """The ``hf:`` kind: a ``datasets`` dataset from the local hub cache or a saved folder."""
+    spec, rest, split = request.spec, request.rest, request.split
+    image_column, label_column = request.image_column, request.label_column
     try:
         import datasets
     except ImportError:
         raise InputError("hf: datasets need the 'datasets' package (pip install datasets)"
                          ) from None
-    name, split_in_spec = _hf_name(rest)
+    name, split_in_spec = hf_dataset_name(rest)
     split = split or split_in_spec
     try:
         if Path(name).exists():
@@ -422,30 +416,11 @@ def _huggingface(spec: str, rest: str, split: str | None, image_column: str | No
                      identity=f"hf:{name}:{source.split}:{source._fingerprint}")
 
 
-def _hf_name(rest: str) -> tuple[str, str | None]:
-    """``<name or saved dir>[:<split>]`` -> (name, split or None); a path that exists keeps
-    its colons."""
-    if not Path(rest).exists() and ":" in rest:
-        name, _, split = rest.rpartition(":")
-        return name, split or None
-    return rest, None
-
-
 def dataset_paths(spec: str) -> list[Path]:
     """The local files and folders a dataset spec reads, without opening anything (for the
     output checks of :func:`nctk.paths.check_outputs`); [] for hub names and bad specs."""
-    kind, _, rest = str(spec).partition(":")
-    if kind in ("imagefolder", "npz"):
-        where = rest
-    elif kind == "torchvision":
-        where = rest.partition(":")[2]
-    elif kind == "hf":
-        where = _hf_name(rest)[0]
-        if not Path(where).exists():
-            return []
-    else:
-        return []
-    return [Path(where)] if where else []
+    found = specs.find_kind(specs.DATASET, str(spec))
+    return found[0].local_paths(found[1]) if found is not None else []
 
 
 class _HFReader:

@@ -257,8 +257,7 @@ def _forward_batch(adapter: ModelAdapter, positions: list[int], batch: torch.Ten
                    skip_bad_images: bool) -> Chunk:
     skipped = [p for p in problems if p is not None]
     if skipped and not skip_bad_images:
-        raise InputError(skipped[0] + " (use skip_bad_images / --skip-bad-images to skip "
-                         "unreadable images)")
+        raise InputError(skipped[0] + " (skip_bad_images=True skips unreadable images)")
     kept = np.asarray([p is None for p in problems], dtype=bool)
     if batch is None:
         return Chunk(np.asarray(positions, dtype=np.int64), kept, features=None, logits=None,

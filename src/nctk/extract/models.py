@@ -10,7 +10,8 @@ for a batch of preprocessed images (B, 3, H, W):
 * ``layers`` {name: (B, d_l)}: pooled outputs of named intermediate modules (forward
   hooks); see :func:`pool_output` for the pooling rule.
 
-Specs accepted by :func:`load_model` (see docs/extraction.md)::
+Specs accepted by :func:`load_model` (see docs/extraction.md): every model kind of the
+registry :mod:`nctk.extract.specs`; nctk's own are loaded here::
 
     torchvision:<name>[:<weights>]     weights enum name (IMAGENET1K_V2, DEFAULT) or none
     timm:<name>[:pretrained|none]      timm.create_model(name, pretrained=...)
@@ -21,8 +22,9 @@ Specs accepted by :func:`load_model` (see docs/extraction.md)::
                                        a checkpoint: a whole pickled nn.Module or a
                                        TorchScript archive, loaded only with
                                        ``trust_checkpoint=True`` (they carry code)
-    demo:<name>                        a model of the shipped demo pool (nctk.demo)
-    NAME=<any of the above>            the same model, named NAME (the feature-file stem)
+    NAME=<any spec>                    the same model, named NAME (the feature-file stem)
+
+(``demo:<name>``, a model of the shipped demo pool, is registered by :mod:`nctk.demo`.)
 
 Randomly initialised weights (no pretrained weights asked for) are drawn under
 ``torch.manual_seed(INIT_SEED)`` in a forked RNG, so loading a spec twice gives the same
@@ -45,24 +47,21 @@ import torch
 from torch import nn
 from torchvision import transforms as T
 
-from nctk.errors import InputError
+from nctk.errors import InputError, UnknownChoice
+from nctk.extract import specs
 from nctk.extract.cache import files_fingerprint
-
-ACCEPTED_FORMS = ("torchvision:<name>[:<weights>|none], timm:<name>[:pretrained|none], "
-                  "torchvision:<name>@<state dict file>, timm:<name>@<state dict file>, "
-                  "hf:<repo id or local dir>, demo:<name>, or a checkpoint file:<path> / "
-                  "<path>.pt/.pth/.ckpt/.ts (a pickled nn.Module or TorchScript: needs "
-                  "--trust-checkpoint); NAME=<spec> renames any of them")
+from nctk.extract.specs import ModelRequest
 
 #: A spec ending in one of these is a checkpoint path; any other file needs ``file:``.
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".ts")
 FILE_PREFIX = "file:"
+#: The form a checkpoint path takes without a kind, added to the kinds in errors.
+CHECKPOINT_FORM = "or a .pt/.pth/.ckpt/.ts checkpoint path"
 
 #: Keys under which training scripts commonly nest a state dict.
 _STATE_DICT_KEYS = ("state_dict", "model_state_dict", "model")
 
-TRUST_HINT = ("pass --trust-checkpoint (trust_checkpoint=True in Python) only if you trust "
-              "where the file comes from")
+TRUST_HINT = "pass trust_checkpoint=True only if you trust where the file comes from"
 
 #: ImageNet channel statistics used by the default preprocessing.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -330,8 +329,8 @@ def load_model(spec: str | nn.Module, *, name: str | None = None,
         spec: ``torchvision:<name>[:<weights>]``, ``timm:<name>[:pretrained|none]``,
             ``torchvision:<name>@<file>`` / ``timm:<name>@<file>`` (a state dict),
             ``hf:<repo id or dir>``, a checkpoint (``file:<path>`` or a path ending in
-            .pt/.pth/.ckpt/.ts), ``demo:<name>``, any of them as ``NAME=SPEC``, or an
-            ``nn.Module``.
+            .pt/.pth/.ckpt/.ts), any other registered kind (``demo:<name>``,
+            :mod:`nctk.extract.specs`), any of them as ``NAME=SPEC``, or an ``nn.Module``.
         name: the model's name (default: NAME of ``NAME=SPEC``, else derived from the spec).
         image_size: crop size of the preprocessing (default: the model's own; 224 for the
             ImageNet default). For timm models that take ``img_size`` (ViTs) it also sets
@@ -350,59 +349,55 @@ def load_model(spec: str | nn.Module, *, name: str | None = None,
         return ModelAdapter.from_module(spec, name=name or type(spec).__name__,
                                         transform=imagenet_transform(image_size))
     if not isinstance(spec, str) or not spec.strip():
-        raise InputError(f"model spec must be a non-empty string or an nn.Module; accepted "
-                         f"forms: {ACCEPTED_FORMS}")
+        raise InputError("model spec must be a non-empty string or an nn.Module")
     given_name, spec = split_name(spec)
-    name = name or given_name
-    kind, _, rest = spec.strip().partition(":")
-    if kind == "demo":
-        return _demo_model(rest, name, image_size)
-    arch, _, state_file = rest.partition("@")
-    if kind == "torchvision":
-        return _torchvision_model(spec, arch, name, image_size, state_file or None)
-    if kind == "timm":
-        return _timm_model(spec, arch, name, image_size, state_file or None)
-    if kind == "hf":
-        return _hf_model(spec, rest, name)
+    spec = spec.strip()
+    kind, rest = model_kind(spec)
+    request = ModelRequest(spec=spec, rest=rest, name=name or given_name,
+                           image_size=image_size, trust_checkpoint=trust_checkpoint)
+    return kind.loader()(request)
+
+
+def model_kind(spec: str) -> tuple[specs.SpecKind, str]:
+    """``(kind, rest)`` of a model spec without ``NAME=``: its registered kind, or the
+    ``file:`` kind for a checkpoint path; :class:`~nctk.errors.UnknownChoice` otherwise."""
+    found = specs.find_kind(specs.MODEL, spec)
+    if found is not None:
+        return found
     checkpoint = checkpoint_path(spec)
-    if checkpoint is not None:
-        return _checkpoint_model(checkpoint, name, image_size, trust_checkpoint)
-    hint = (f" (to load the file {spec} as a checkpoint, write {FILE_PREFIX}{spec})"
-            if Path(spec).is_file() else "")
-    raise InputError(f"unknown model spec {spec!r}; accepted forms: {ACCEPTED_FORMS}{hint}")
+    file_kind = specs.find_kind(specs.MODEL, FILE_PREFIX + (checkpoint or ""))
+    if checkpoint is not None and file_kind is not None:
+        return file_kind
+    error = specs.unknown_spec(specs.MODEL, spec, CHECKPOINT_FORM)
+    if Path(spec).is_file():
+        error = UnknownChoice(f"{error.problem} (to load the file {spec} as a checkpoint, "
+                              f"write {FILE_PREFIX}{spec})")
+    raise error
 
 
 def checkpoint_path(spec: str) -> str | None:
     """The file a checkpoint spec names: ``file:<path>``, or a path ending in .pt, .pth,
     .ckpt or .ts; None for any other spec (a bare name that happens to be a file is not a
-    checkpoint)."""
+    checkpoint, and neither is a spec of another registered kind)."""
     spec = spec.strip()
     if spec.startswith(FILE_PREFIX):
         return spec[len(FILE_PREFIX):]
-    if spec.partition(":")[0] in ("torchvision", "timm", "hf", "demo"):
+    if specs.find_kind(specs.MODEL, spec) is not None:
         return None
     return spec if Path(spec).suffix.lower() in CHECKPOINT_SUFFIXES else None
 
 
 def model_paths(spec: str | nn.Module) -> list[Path]:
     """The local files and folders a model spec reads, without loading anything (for the
-    output checks of :func:`nctk.paths.check_outputs`)."""
+    output checks of :func:`nctk.paths.check_outputs`); [] for a spec of no known kind."""
     if not isinstance(spec, str):
         return []
-    spec = split_name(spec)[1]
-    checkpoint = checkpoint_path(spec)
-    if checkpoint is not None:
-        return [Path(checkpoint)]
-    kind, _, rest = spec.strip().partition(":")
-    if kind == "demo":
-        from nctk.demo.run import ASSETS
-
-        return [ASSETS / f"{rest}.pt"]
-    if kind in ("torchvision", "timm") and "@" in rest:
-        return [Path(rest.partition("@")[2])]
-    if kind == "hf" and rest and Path(rest).exists():
-        return [Path(rest)]
-    return []
+    spec = split_name(spec)[1].strip()
+    try:
+        kind, rest = model_kind(spec)
+    except InputError:
+        return []
+    return kind.local_paths(rest)
 
 
 def _not_cached(what: str, spec: str, exc: BaseException) -> InputError:
@@ -411,16 +406,18 @@ def _not_cached(what: str, spec: str, exc: BaseException) -> InputError:
                       f"{detail} (see docs/extraction.md, 'Pretrained weights')")
 
 
-def _torchvision_model(spec: str, rest: str, name: str | None, image_size: int | None,
-                       state_file: str | None = None) -> ModelAdapter:
+def torchvision_model(request: ModelRequest) -> ModelAdapter:
+    """The ``torchvision:`` kind: ``<name>[:<weights>|none]`` or ``<name>@<state dict>``."""
     import torchvision.models as tvm
 
+    spec, name, image_size = request.spec, request.name, request.image_size
+    rest, _, state_file = request.rest.partition("@")
+    state_file = state_file or None
     arch, _, weights_name = rest.partition(":")
     if arch not in tvm.list_models():
-        raise InputError(f"unknown torchvision model '{arch}' in {spec!r}; accepted forms: "
-                         f"{ACCEPTED_FORMS}; torchvision models: e.g. "
-                         f"{', '.join(tvm.list_models()[:6])}, ... (torchvision.models."
-                         "list_models())")
+        raise InputError(f"unknown torchvision model '{arch}' in {spec!r} (e.g. "
+                            f"{', '.join(tvm.list_models()[:3])}; all: "
+                            "torchvision.models.list_models())")
     if state_file is not None:
         if weights_name:
             raise InputError(f"give torchvision:{arch}:<weights> or torchvision:{arch}@<file>, "
@@ -467,11 +464,14 @@ def imagenet_top1(weights: Any) -> float | None:
     return float(value) if isinstance(value, int | float) else None
 
 
-def _timm_model(spec: str, rest: str, name: str | None, image_size: int | None,
-                state_file: str | None = None) -> ModelAdapter:
+def timm_model(request: ModelRequest) -> ModelAdapter:
+    """The ``timm:`` kind: ``<name>[:pretrained|none]`` or ``<name>@<state dict>``."""
     import timm
     import timm.data
 
+    spec, name, image_size = request.spec, request.name, request.image_size
+    rest, _, state_file = request.rest.partition("@")
+    state_file = state_file or None
     arch, _, flag = rest.partition(":")
     if flag.lower() not in ("", "none", "pretrained"):
         raise InputError(f"unknown weights '{flag}' for timm:{arch}; accepted: pretrained, "
@@ -479,8 +479,8 @@ def _timm_model(spec: str, rest: str, name: str | None, image_size: int | None,
                          "timm:vit_small_patch16_224.augreg_in21k:pretrained)")
     pretrained = flag.lower() == "pretrained"
     if not timm.is_model(arch):
-        raise InputError(f"unknown timm model '{arch}' in {spec!r}; accepted forms: "
-                         f"{ACCEPTED_FORMS}; see timm.list_models()")
+        raise InputError(f"unknown timm model '{arch}' in {spec!r} (all: "
+                            "timm.list_models())")
     if state_file is not None and flag:
         raise InputError(f"give timm:{arch}:{flag} or timm:{arch}@<file>, not both, in {spec!r}")
     try:
@@ -541,12 +541,13 @@ class HFProcessorTransform:
         return f"HFProcessorTransform({self.processor.to_json_string()})"
 
 
-def _hf_model(spec: str, repo: str, name: str | None) -> ModelAdapter:
+def hf_model(request: ModelRequest) -> ModelAdapter:
+    """The ``hf:`` kind: a Hugging Face repo id (from the local cache) or a saved folder."""
     import transformers
 
+    spec, repo, name = request.spec, request.rest, request.name
     if not repo:
-        raise InputError(f"empty Hugging Face repo id in {spec!r}; accepted forms: "
-                         f"{ACCEPTED_FORMS}")
+        raise InputError(f"empty Hugging Face repo id in {spec!r} (hf:<repo id or local dir>)")
     try:
         config = transformers.AutoConfig.from_pretrained(repo)
         classifier = any(a.endswith("ForImageClassification")
@@ -665,8 +666,14 @@ def _load_weights_only(file: Path, *, what: str, hint: str) -> Any:
                          file=str(file)) from None
 
 
-def _checkpoint_model(path: str, name: str | None, image_size: int | None,
-                      trust: bool = False) -> ModelAdapter:
+def file_model(request: ModelRequest) -> ModelAdapter:
+    """The ``file:`` kind (and a bare checkpoint path): :func:`checkpoint_model`."""
+    return checkpoint_model(request.rest, request.name, request.image_size,
+                            request.trust_checkpoint)
+
+
+def checkpoint_model(path: str, name: str | None, image_size: int | None,
+                     trust: bool = False) -> ModelAdapter:
     """A whole ``nn.Module`` pickled with ``torch.save``, or a TorchScript archive.
 
     Both carry code: unpickling runs whatever the file says, and a TorchScript archive is
@@ -719,21 +726,6 @@ def _checkpoint_model(path: str, name: str | None, image_size: int | None,
                            head=find_head(obj), identity=identity)
     adapter.trust_warning = warning
     return adapter
-
-
-def _demo_model(member: str, name: str | None, image_size: int | None) -> ModelAdapter:
-    """A model of the shipped demo pool with its weights (see :mod:`nctk.demo`): the CIFAR
-    normalisation it was trained with (images resized to ``image_size`` when given; the
-    pool was trained on 32x32), its ``head``, its ``block1..K`` units and its accuracy on the
-    source test split (recorded with its features: the data-free prior)."""
-    from nctk.demo.run import asset, image_transform, load_demo_model, source_accuracy
-
-    module = load_demo_model(member)
-    weights = asset(f"{member}.pt")
-    identity = f"demo:{member}:{weights.stat().st_size}:{weights.stat().st_mtime_ns}"
-    return ModelAdapter(module, name=name or member, transform=image_transform(image_size),
-                        head=module.head, identity=identity, units=module.block_names,
-                        source_accuracy=source_accuracy(member))
 
 
 def _is_torchscript(file: Path) -> bool:

@@ -58,25 +58,27 @@ def check_models(models: Sequence[str | ModelAdapter | torch.nn.Module], dataset
     where = [f"model {i} of {len(models)} ({_spec(m)})" for i, m in enumerate(models, 1)]
     if executor is not None and getattr(executor, "remote", False):
         names: list[str | None] = [None] * len(models)
-        problems: dict[int, str] = {}
+        problems: dict[int, InputError] = {}
         for outcome in executor.map_unordered(check_model_task, job, list(models)):
             value = outcome.value
-            if outcome.error is not None or isinstance(value, ProbeFailure):
-                problems[outcome.index] = outcome.error or value.problem
+            if outcome.error is not None:
+                problems[outcome.index] = InputError(outcome.error)
+            elif isinstance(value, ProbeFailure):
+                problems[outcome.index] = value.error
             else:
                 names[outcome.index] = value.name
                 if value.trust_warning:  # the task's load stayed silent: warn here
                     warn_trusted(value.trust_warning)
         if problems:
             first = min(problems)
-            raise InputError(problems[first], file=where[first])
+            raise problems[first].within(where[first])
     else:
         names = []
         for model, place in zip(models, where, strict=True):
             try:
                 names.append(check_model(job, model).name)
             except InputError as err:
-                raise InputError(str(err), file=place) from None
+                raise err.within(place) from None
     seen: dict[str, str] = {}
     for position, (model, name, place) in enumerate(zip(models, names, where, strict=True),
                                                      start=1):
@@ -106,7 +108,7 @@ class ProbeJob:
 class ProbeFailure:
     """A model's bad input, reported by a task (not retried: it would fail again)."""
 
-    problem: str
+    error: InputError
 
 
 @dataclass(frozen=True)
@@ -138,7 +140,7 @@ def check_model_task(job: ProbeJob, model: str | ModelAdapter | torch.nn.Module
         try:
             return check_model(job, model)
         except InputError as err:
-            return ProbeFailure(str(err))
+            return ProbeFailure(err)
 
 
 def _spec(model: Any) -> str:
@@ -178,7 +180,7 @@ def probe_input(adapter: ModelAdapter, image: Image.Image, layers: Sequence[str]
     except Exception as exc:  # shape mismatches surface as RuntimeError, AssertionError, ...
         raise InputError(f"model '{adapter.name}' cannot take its input: a batch of shape "
                          f"{tuple(batch.shape)} from its preprocessing fails in forward "
-                         f"({_first_line(exc)}); try another --image-size") from None
+                         f"({_first_line(exc)}); try another image size (image_size=...)") from None
     finally:
         module.train(was_training)
 
