@@ -247,7 +247,7 @@ def score_pool(files: Sequence[Path], seed: int, prior: Mapping[str, float]
                ) -> dict[str, dict[str, float]]:
     """method -> model -> score for every registered method, ``recommended`` as shipped
     (with ``prior``) and without a prior (row ``ncti+etran``)."""
-    from nctk.analyses import supported_options
+    from nctk.transfer.registry import supported_options
 
     pool = load_pool([str(f) for f in files])
     out = {}

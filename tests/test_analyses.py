@@ -12,6 +12,7 @@ from scipy.stats import weightedtau
 from nctk import analyses
 from nctk.errors import InputError
 from nctk.io import FeatureFile
+from nctk.transfer import registry
 from nctk.transfer.registry import Method
 
 
@@ -235,8 +236,8 @@ def test_source_terms_use_each_models_own_source_labels():
 def test_supported_options_reads_signatures():
     meth = ThreeTerms().method()
     seeded = Method("seeded", lambda x, y, seed=0: 0.0)
-    assert analyses.supported_options(meth, {"seed": 1, "w_up": 2.0}) == {"w_up": 2.0}
-    assert analyses.supported_options(seeded, {"seed": 1, "w_up": 2.0}) == {"seed": 1}
+    assert registry.supported_options(meth, {"seed": 1, "w_up": 2.0}) == {"w_up": 2.0}
+    assert registry.supported_options(seeded, {"seed": 1, "w_up": 2.0}) == {"seed": 1}
 
 
 def test_real_ncti_ablation_equals_ranking_with_those_weights():

@@ -197,6 +197,8 @@ def test_models_and_data_go_through_the_pool_runner(toy_methods, capsys, monkeyp
         return PoolRanking({m: rank(pool, _features(0, 1.0)[1], m) for m in methods}, [], [])
 
     class Loaded(str):
+        spec = "imagefolder:/somewhere"
+
         def label_values(self):
             return np.repeat(["a", "b"], 5)
 

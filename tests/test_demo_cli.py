@@ -62,9 +62,9 @@ def test_runner_scores_match_direct_scoring_of_its_features():
 
     result = run_demo(models=["cnn_small_1ep", "mixer_tiny"], methods="logme")
     for file in result.pool:
-        assert result.methods["logme"].scores[file.name] == pytest.approx(
+        assert result.outcome.results["logme"].scores[file.name] == pytest.approx(
             score("logme", file.features, file.labels), rel=1e-9)
-    assert result.truth.keys() == {"cnn_small_1ep", "mixer_tiny"}
+    assert result.outcome.truth.keys() == {"cnn_small_1ep", "mixer_tiny"}
 
 
 @pytest.mark.parametrize(("argv", "message"), [

@@ -92,7 +92,7 @@ def test_load_prior_keeps_the_pool_models_and_wins_over_recorded(tmp_path):
     path = tmp_path / "p.json"
     path.write_text(json.dumps({"a": 3, "b": 1.5, "c": 9}))
     prior = load_prior(path, ["a", "b"])
-    assert prior.values == {"a": 3.0, "b": 1.5} and prior.source == f"--prior {path}"
+    assert prior.values == {"a": 3.0, "b": 1.5} and prior.source == f"prior={path}"
     chosen, _ = resolve_prior(str(path), [_file("a", 70.0), _file("b", 75.0)])
     assert chosen.values == {"a": 3.0, "b": 1.5}
     with pytest.raises(InputError, match=r"no prior value for model\(s\) \['z'\]"):

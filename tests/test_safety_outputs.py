@@ -353,8 +353,8 @@ def test_real_full_disk_on_a_tiny_tmpfs(tmp_path):
         "import json, os, sys\n"
         "from nctk.cli import main\n"
         f"open('{disk}/big.json', 'w').write('old')\n"
-        "import nctk.cli.rank as rank\n"
-        "rank.result_json = lambda *a: {'filler': 'x' * 200000}\n"
+        "import nctk.workflow as workflow\n"
+        "workflow.RankingOutcome.to_json = lambda self: {'filler': 'x' * 200000}\n"
         f"code = main(['rank', *sys.argv[1:], '--json', '{disk}/big.json'])\n"
         f"print('RESULT', code, open('{disk}/big.json').read(), sorted(os.listdir('{disk}')))\n")
     rng = np.random.default_rng(0)

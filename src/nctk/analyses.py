@@ -15,7 +15,6 @@ are computed once and only the pool combination is re-run per weight setting.
 
 from __future__ import annotations
 
-import inspect
 import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -48,33 +47,6 @@ def term_names(method: str | Method) -> list[str]:
         raise InputError(f"method '{meth.name}' has no weighted terms to analyse "
                          "(needs w_<term> combine options, like ncti)")
     return terms
-
-
-def supported_options(method: str | Method, candidates: Mapping[str, Any]) -> dict[str, Any]:
-    """The subset of ``candidates`` that ``method`` takes.
-
-    Options of the per-model function (``score``, or ``components`` for pool-relative
-    methods) are judged from its signature; ``combine_options`` are always accepted.
-    """
-    meth = _method(method)
-    func = meth.components if meth.pool_relative else meth.score
-    params = inspect.signature(func).parameters
-    return {k: v for k, v in candidates.items() if k in params or k in meth.combine_options}
-
-
-def effective_options(method: str | Method, given: Mapping[str, Any]) -> dict[str, Any]:
-    """Every option ``method`` runs with: the defaults of its per-model function and of its
-    pool combination (keyword parameters with a default; ``device`` left out), overridden by
-    ``given``. For the record of a run (provenance), not for calling the method."""
-    meth = _method(method)
-    funcs = [meth.components if meth.pool_relative else meth.score]
-    funcs += [meth.combine] if meth.pool_relative else []
-    options: dict[str, Any] = {}
-    for func in funcs:
-        for name, param in inspect.signature(func).parameters.items():
-            if param.default is not inspect.Parameter.empty and name != "device":
-                options[name] = param.default
-    return options | dict(given)
 
 
 def pool_components(pool: Mapping[str, Any], labels: Any, method: str | Method = "ncti",

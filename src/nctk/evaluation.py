@@ -132,6 +132,17 @@ def evaluate(scores: Mapping[str, float], truth: Mapping[str, float]) -> dict[st
     return {key: result[key] for key in STATISTICS}
 
 
+def by_weighted_tau(evaluation: Mapping[str, Mapping[str, float | None]]) -> list[str]:
+    """The keys of ``evaluation`` (method -> :func:`evaluate`), best weighted tau first;
+    undefined ones (NaN or None) last; ties keep the given order. Every table of
+    evaluations (terminal and report) lists its rows in this order."""
+    def tau(name: str) -> float:
+        value = evaluation[name].get("weighted_tau")
+        return -math.inf if value is None or math.isnan(value) else float(value)
+
+    return sorted(evaluation, key=tau, reverse=True)  # stable: ties keep their order
+
+
 def bootstrap_weighted_tau(scores: Mapping[str, float], truth: Mapping[str, float], *,
                            n_boot: int = 2000, seed: int = 0, level: float = 0.95
                            ) -> dict[str, Any]:

@@ -6,8 +6,9 @@ On the published benchmarks such priors rival the transferability estimators
 (docs/methods-recommended.md), so ``nctk rank`` takes one and the ``recommended`` method
 averages it with the estimators' ranks. Two sources:
 
-* ``nctk rank --prior FILE.json``: ``{model: value}``, validated like a ground truth (a
-  finite number for every model of the pool; exit 2 with one line otherwise);
+* a JSON file ``{model: value}`` (``prior=FILE.json``; ``nctk rank --prior FILE.json``),
+  validated like a ground truth (a finite number for every model of the pool; exit 2 with
+  one line otherwise);
 * automatically, the ``source_accuracy`` recorded in every feature file of the pool (nctk
   records torchvision's ImageNet-1K acc@1 from the weights' metadata when it extracts
   features from a ``torchvision:`` spec, offline). A pool where only some files carry it
@@ -56,7 +57,7 @@ def load_prior(path: str | os.PathLike, models: Sequence[str] | None = None) -> 
     values = load_ground_truth(path, models, what="prior value")
     if models is not None:
         values = {m: values[m] for m in models}
-    return Prior(values, f"--prior {path}")
+    return Prior(values, f"prior={path}")
 
 
 def recorded_prior(pool: Sequence[Scored]) -> tuple[Prior | None, str | None]:
@@ -70,12 +71,13 @@ def recorded_prior(pool: Sequence[Scored]) -> tuple[Prior | None, str | None]:
         return None, None
     return None, (f"no automatic prior: {len(missing)} of {len(pool)} models record no "
                   f"source accuracy ({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''}"
-                  "); pass --prior FILE.json")
+                  "); pass prior=FILE.json")
 
 
-def resolve_prior(path: str | None, pool: Sequence[Scored]
+def resolve_prior(path: str | os.PathLike | None, pool: Sequence[Scored]
                   ) -> tuple[Prior | None, str | None]:
-    """``--prior`` when given, else the recorded prior; (prior or None, note or None)."""
+    """The prior file ``path`` when given, else the recorded prior; (prior or None, note or
+    None)."""
     if path is not None:
         return load_prior(path, [f.name for f in pool]), None
     return recorded_prior(pool)

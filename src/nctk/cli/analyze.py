@@ -19,19 +19,14 @@ from nctk import analyses
 from nctk.cli import COMMANDS
 from nctk.cli import _types as types
 from nctk.cli._table import fmt_number, format_table
-from nctk.cli.rank import (
-    add_method_arguments,
-    check_labels,
-    input_files,
-    method_options,
-    parse_weights,
-    resolve,
-)
+from nctk.cli.rank import add_method_arguments, input_files, parse_weights, print_notes, resolve
 from nctk.errors import InputError
 from nctk.evaluation import evaluate
 from nctk.io import FeatureFile, load_feature_file, load_ground_truth, load_pool, write_json
 from nctk.paths import Input, Output, check_outputs
+from nctk.priors import Prior, load_prior, resolve_prior
 from nctk.validation import encode_labels
+from nctk.workflow import RECOMMENDED, check_labels, method_options, prior_phrase
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -63,6 +58,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="write the result as JSON (- for standard output)")
         add_method_arguments(p, default=default_method)
         p.set_defaults(func=func)
+        if name in ("fewshot", "timing"):
+            p.add_argument("--prior", metavar="PRIOR.json",
+                           help="JSON {model: value}, higher = better, for 'recommended' "
+                                "(default: the source accuracy recorded for the models, when "
+                                "all have one), as in nctk rank")
         if name == "weights":
             p.add_argument("--values", type=types.real_list(),
                            default=",".join(map(str, analyses.PAPER_WEIGHT_VALUES)),
@@ -86,8 +86,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _load(args: argparse.Namespace) -> tuple[list[FeatureFile], dict[str, float] | None]:
     sources = [Input("--source", path) for path in getattr(args, "source", None) or []]
+    prior = getattr(args, "prior", None)
     check_outputs([Output("--json", args.json)],
-                  input_files(args.features, args.ground_truth) + sources)
+                  input_files(args.features, args.ground_truth) + sources
+                  + ([Input("--prior", prior)] if prior else []))
+    if prior:
+        load_prior(prior)  # a bad file fails before any work
     pool = load_pool(args.features)
     check_labels(pool)
     truth = (load_ground_truth(args.ground_truth, [f.name for f in pool])
@@ -116,10 +120,31 @@ def _target_components(method: Any, pool: list[FeatureFile], args: argparse.Name
     return analyses.components_per_model(pool, method, **_components_options(method, args))
 
 
+def _prior(args: argparse.Namespace, pool: list[FeatureFile], methods: list[Any]
+           ) -> tuple[Prior | None, list[str]]:
+    """``recommended``'s prior as ``nctk rank`` resolves it (``--prior``, else the source
+    accuracy every file records), and the notes saying which, or that there is none."""
+    if all(m.name != RECOMMENDED for m in methods):
+        return None, []
+    prior, note = resolve_prior(args.prior, pool)
+    return prior, [*([note] if note else []), f"{RECOMMENDED}: {prior_phrase(prior)}"]
+
+
+def _options(args: argparse.Namespace, methods: list[Any], prior: Prior | None
+             ) -> dict[str, dict[str, Any]]:
+    weights = parse_weights(args.ncti_weights)
+    return {m.name: method_options(m, seed=args.seed, ncti_weights=weights,
+                                   prior=prior.values if prior else None) for m in methods}
+
+
 def _finish(args: argparse.Namespace, text: str, result: dict[str, Any],
-            pool: list[FeatureFile]) -> int:
-    """Print ``text``; with ``--json`` write the result and its ``provenance`` record."""
+            pool: list[FeatureFile], prior: Prior | None = None, notes: list[str] = ()) -> int:
+    """Print ``text`` and the ``notes``; with ``--json`` write the result, the prior and the
+    ``provenance`` record."""
     print(text)
+    print_notes(notes, flags=args.flags)
+    if prior is not None:
+        result = {**result, "prior": prior.to_json()}
     if args.json:
         from nctk.provenance import provenance
 
@@ -162,28 +187,37 @@ def run_weights(args: argparse.Namespace) -> int:
 
 def run_fewshot(args: argparse.Namespace) -> int:
     methods = resolve(args.method)
-    shots = args.shots
-    weights = parse_weights(args.ncti_weights)
     pool, truth = _load(args)
-    options = {m.name: method_options(m, seed=args.seed, ncti_weights=weights) for m in methods}
-    result = analyses.few_shot_files(pool, truth, methods, shots=shots, repeats=args.repeats,
-                                     seed=args.seed, options=options)
-    rows = [[name, *(f"{fmt_number(cell['mean'], 3, scientific=False)} ± "
-                     f"{fmt_number(cell['std'], 3, scientific=False)}"
-                     for cell in per_k.values())]
+    prior, notes = _prior(args, pool, methods)
+    result = analyses.few_shot_files(pool, truth, methods, shots=args.shots,
+                                     repeats=args.repeats, seed=args.seed,
+                                     options=_options(args, methods, prior))
+    rows = [[name, *(few_shot_cell(cell, args.repeats) for cell in per_k.values())]
             for name, per_k in result["methods"].items()]
     text = (f"weighted tau with k samples per class (mean ± std over {args.repeats} draws, "
-            f"seed {args.seed})\n" + format_table(
-                ["method", *(f"k={k}" for k in result["shots"])], rows, indent="  "))
+            f"seed {args.seed}; n = the draws with a defined tau, when fewer)\n"
+            + format_table(["method", *(f"k={k}" for k in result["shots"])], rows,
+                           indent="  "))
     text += "".join(f"\nnote: {n}" for n in result["notes"])
-    return _finish(args, text, {"fewshot": result}, pool)
+    return _finish(args, text, {"fewshot": result}, pool, prior, notes)
+
+
+def few_shot_cell(cell: dict[str, Any], repeats: int) -> str:
+    """``mean ± std``; with fewer defined draws than ``repeats`` their number ``(n=K)``,
+    and no spread from a single draw (its std of 0 says nothing)."""
+    defined = sum(1 for tau in cell["taus"] if tau == tau)  # NaN != NaN
+    mean = fmt_number(cell["mean"], 3, scientific=False)
+    if defined <= 1:
+        return f"{mean} (n={defined})"
+    spread = f"{mean} ± {fmt_number(cell['std'], 3, scientific=False)}"
+    return spread if defined == repeats else f"{spread} (n={defined})"
 
 
 def run_timing(args: argparse.Namespace) -> int:
     methods = resolve(args.method)
-    weights = parse_weights(args.ncti_weights)
     pool, truth = _load(args)
-    options = {m.name: method_options(m, seed=args.seed, ncti_weights=weights) for m in methods}
+    prior, notes = _prior(args, pool, methods)
+    options = _options(args, methods, prior)
     result = analyses.timing(pool, methods, repeat=args.repeat, options=options,
                              progress=not args.quiet)
     headers = ["method", "s/model (min)", "s/model (mean)"]
@@ -195,7 +229,7 @@ def run_timing(args: argparse.Namespace) -> int:
             row.append(result[name]["weighted_tau"])
     text = (f"wall-clock over {len(pool)} models, best and mean of {args.repeat} runs\n"
             + format_table(headers, rows, digits=5, indent="  "))
-    return _finish(args, text, {"timing": result}, pool)
+    return _finish(args, text, {"timing": result}, pool, prior, notes)
 
 
 def run_source(args: argparse.Namespace) -> int:

@@ -11,7 +11,6 @@ files and the ground truth, so ``nctk rank`` can be re-run on them.
 from __future__ import annotations
 
 import argparse
-import math
 import shutil
 import time
 from pathlib import Path
@@ -20,8 +19,8 @@ from typing import Any
 from nctk.cli import COMMANDS
 from nctk.cli import _types as types
 from nctk.cli._table import fmt_number, format_table
-from nctk.cli.rank import STAT_TITLES, evaluation_notes, member_notes, print_notes, result_json
-from nctk.evaluation import STATISTICS
+from nctk.cli.rank import STAT_TITLES, print_notes
+from nctk.evaluation import STATISTICS, by_weighted_tau
 from nctk.io import atomic_path, save_feature_file, write_json
 from nctk.paths import Input, Output, check_outputs
 
@@ -52,11 +51,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nctk.analyses import effective_options, supported_options
-    from nctk.demo.assets import ASSETS, GROUND_TRUTH, asset
+    from nctk.demo.assets import ASSETS, GROUND_TRUTH
     from nctk.demo.run import provenance, run_demo
-    from nctk.provenance import provenance as run_record
-    from nctk.transfer.guidance import flag_notes, method_order, pool_flags, recommendation
 
     check_outputs([Output("--out", args.out,
                           names=(DEMO_JSON, REPORT, GROUND_TRUTH, f"{FEATURES}/*.npz"))],
@@ -64,28 +60,39 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
     result = run_demo(models=models, methods=args.methods, seed=args.seed,
-                      progress=not args.quiet)
-    result.methods = {name: result.methods[name] for name in method_order(result.methods)}
-    candidates = {"seed": args.seed, **({"prior": result.prior.values} if result.prior else {})}
-    options = {name: supported_options(name, candidates) for name in result.methods}
-    labels = result.pool[0].labels
-    flags = pool_flags(result.methods, num_classes=len(set(labels.tolist())), options=options)
-    story = provenance(result.info, len(labels))
-    notes = (member_notes(result.methods, result.prior) + flag_notes(flags)
-             + evaluation_notes(result.methods, result.truth))
-    advice = recommendation(result.methods)
+                      progress=not args.quiet, argv=args.argv)
+    story = provenance(result.info, len(result.pool[0].labels))
+    print_summary(result, story)
+    written = write_outputs(result, story, Path(args.out), report=not args.no_report)
+    print_notes(result.outcome.notes, written, flags=args.flags)
+    print(f"\nre-rank the saved features: nctk rank {written[1]}/*.npz --method all "
+          f"--ground-truth {written[2]}")
+    stages = ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items())
+    print(f"done in {time.perf_counter() - started:.1f} s ({stages})")
+    return 0
+
+
+def print_summary(result: Any, story: list[str]) -> None:
+    """What the demo is, the pool, each method's evaluation, every ranking and the advice."""
+    outcome = result.outcome
     print(f"nctk demo: ranking {len(result.pool)} models, offline\n")
     print("\n".join(f"  {line}" for line in story) + "\n")
     print(pool_table(result) + "\n")
-    print(method_table(result) + "\n")
-    width = max(len("ground truth"), *map(len, result.methods))
-    by_truth = sorted(result.truth, key=result.truth.__getitem__, reverse=True)
+    print(method_table(outcome) + "\n")
+    width = max(len("ground truth"), *map(len, outcome.results))
+    by_truth = sorted(outcome.truth, key=outcome.truth.__getitem__, reverse=True)
     print(f"{'ground truth':<{width}}  {' > '.join(by_truth)}")
-    for name, ranked in result.methods.items():
+    for name, ranked in outcome.results.items():
         print(f"{name:<{width}}  {' > '.join(ranked.ranking)}")
-    print("\n" + advice)
+    print("\n" + outcome.advice)
 
-    out = Path(args.out)
+
+def write_outputs(result: Any, story: list[str], out: Path, *, report: bool) -> list[Path]:
+    """``demo.json``, the feature files, the ground truth and (``report``) the report, in
+    ``out``; the paths written, in that order."""
+    from nctk.demo.assets import GROUND_TRUTH, asset
+
+    outcome = result.outcome
     features = out / FEATURES
     features.mkdir(parents=True, exist_ok=True)
     for file in result.pool:
@@ -94,67 +101,48 @@ def run(args: argparse.Namespace) -> int:
                           source_accuracy=file.source_accuracy)
     with atomic_path(out / GROUND_TRUTH) as tmp:
         shutil.copyfile(asset(GROUND_TRUTH), tmp)
-    record = run_record(labels=labels, data="demo:target",
-                        models={f.name: f"demo:{f.name}" for f in result.pool}, seed=args.seed,
-                        argv=args.argv,
-                        method_options={name: effective_options(name, o)
-                                        for name, o in options.items()})
-    data = result_json(result.methods, result.evaluation, result.prior, result.prior_evaluation)
-    data.update(ground_truth=result.truth, layers=result.layers, pool=result.info,
-                seconds=result.seconds, notes=story + notes, provenance=record,
-                guidance={"recommended": advice,
-                          "flags": {m: f.to_json() for m, f in flags.items()}})
-    write_json(out / DEMO_JSON, data)
-    written = [out / DEMO_JSON, features, out / GROUND_TRUTH]
-    if not args.no_report:
-        from nctk.report import write_report
-
-        written.append(write_report(
-            out / REPORT, title=f"nctk demo: {len(result.pool)} models pre-trained "
-            "on CIFAR-10 source classes", methods=result.methods, evaluation=result.evaluation,
-            truth=result.truth, layers=result.layers, notes=story + notes, flags=flags,
-            recommendation=advice, provenance=record, prior=result.prior,
-            prior_evaluation=result.prior_evaluation))
-    print_notes(notes, written)
-    print(f"\nre-rank the saved features: nctk rank {features}/*.npz --method all "
-          f"--ground-truth {out / GROUND_TRUTH}")
-    stages = ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items())
-    print(f"done in {time.perf_counter() - started:.1f} s ({stages})")
-    return 0
+    data = outcome.to_json() | {"ground_truth": outcome.truth, "layers": result.layers,
+                                "pool": result.info, "seconds": result.seconds,
+                                "notes": story + outcome.notes}
+    written = [write_json(out / DEMO_JSON, data), features, out / GROUND_TRUTH]
+    if report:
+        written.append(outcome.write_report(
+            out / REPORT, title=f"nctk demo: {len(result.pool)} models pre-trained on "
+            "CIFAR-10 source classes", layers=result.layers, notes=story + outcome.notes))
+    return written
 
 
 def pool_table(result: Any) -> str:
     """The models: size, source accuracy, ground truth and its rank."""
     figures = {m["name"]: m for m in result.info["models"]}
-    by_truth = sorted(result.truth, key=result.truth.__getitem__, reverse=True)
+    truth = result.outcome.truth
+    by_truth = sorted(truth, key=truth.__getitem__, reverse=True)
     rows = [[by_truth.index(f.name) + 1, f.name, figures[f.name]["parameters"],
              figures[f.name]["source_epochs"], figures[f.name]["source_test_accuracy"],
-             result.truth[f.name]] for f in result.pool]
+             truth[f.name]] for f in result.pool]
     rows.sort(key=lambda row: row[0])
     return "the pool, best ground truth first\n" + format_table(
         ["rank", "model", "params", "src epochs", "source acc", "fine-tuned acc (truth)"],
         rows, digits=4, indent="  ")
 
 
-def method_table(result: Any) -> str:
-    """One row per method and one for the data-free prior, best weighted tau first:
-    correlations, top pick, seconds."""
-    rows = [[name, *(result.evaluation[name][k] for k in STATISTICS),
-             result.methods[name].ranking[0], result.methods[name].seconds]
-            for name in result.methods]
-    if result.prior_evaluation is not None:
-        values = result.prior.values
-        rows.append(["prior: source accuracy", *(result.prior_evaluation[k] for k in STATISTICS),
-                     max(values, key=values.get), 0.0])
-
-    def tau(row: list[Any]) -> float:
-        value = row[1]
-        return float("-inf") if value is None or math.isnan(value) else value
-
-    rows.sort(key=tau, reverse=True)
+def method_table(outcome: Any) -> str:
+    """One row per method and one for the data-free prior, best weighted tau first (as
+    ``nctk rank``'s summary and the report): correlations, top pick, seconds."""
+    rows = {name: [*(outcome.evaluation[name][k] for k in STATISTICS),
+                   outcome.results[name].ranking[0], outcome.results[name].seconds]
+            for name in outcome.results}
+    evaluations = dict(outcome.evaluation)
+    if outcome.prior_evaluation is not None:
+        values = outcome.prior.values
+        rows["prior: source accuracy"] = [*(outcome.prior_evaluation[k] for k in STATISTICS),
+                                          max(values, key=values.get), 0.0]
+        evaluations["prior: source accuracy"] = outcome.prior_evaluation
+    truth = outcome.truth
     return ("methods, best weighted tau first (weighted tau = scipy.stats.weightedtau of "
             "scores vs truth)\n" + format_table(
                 ["method", *(STAT_TITLES[k] for k in STATISTICS), "top pick", "seconds"],
-                rows, digits=3, indent="  ") + "\n  "
-            + f"best model by ground truth: {max(result.truth, key=result.truth.get)} "
-            f"({fmt_number(max(result.truth.values()), 4)})")
+                [[name, *rows[name]] for name in by_weighted_tau(evaluations)], digits=3,
+                indent="  ") + "\n  "
+            + f"best model by ground truth: {max(truth, key=truth.get)} "
+            f"({fmt_number(max(truth.values()), 4)})")

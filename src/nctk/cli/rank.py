@@ -21,25 +21,23 @@ and the files written go to standard error, grouped at the end. Every bad input 
 from __future__ import annotations
 
 import argparse
-import inspect
 import math
 import os
 import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from nctk.analyses import effective_options, supported_options
+from nctk import workflow
 from nctk.cli import COMMANDS
 from nctk.cli import _types as types
 from nctk.cli._executor import add_executor_arguments, make_executor, report_failures
 from nctk.cli._table import fmt_number, format_table
 from nctk.errors import InputError
-from nctk.evaluation import STATISTICS, evaluate, undefined_reason
+from nctk.evaluation import STATISTICS, by_weighted_tau
 from nctk.extract.specs import DATASET, MODEL, forms
-from nctk.io import FeatureFile, load_ground_truth, load_pool, write_json
+from nctk.io import load_ground_truth, load_pool, write_json
 from nctk.paths import Input, Output, check_outputs
-from nctk.priors import Prior, load_prior, resolve_prior
-from nctk.validation import encode_labels
+from nctk.priors import load_prior
 
 #: NCTI's term weights, in the order of ``--ncti-weights`` (its ``combine_options``).
 NCTI_WEIGHTS = ("w_seli", "w_ncc", "w_vc")
@@ -112,6 +110,37 @@ def add_method_arguments(parser: argparse.ArgumentParser, default: str | None = 
 
 
 def run(args: argparse.Namespace) -> int:
+    check_files(args)
+    methods = resolve(args.method)
+    weights = parse_weights(args.ncti_weights)
+    if extracting(args):
+        outcome, total, cache_dir = rank_extracted(args, methods, weights)
+    else:
+        pool = load_pool(features_given(args))
+        outcome = workflow.rank_feature_files(
+            pool, methods, seed=args.seed, ncti_weights=weights, prior=args.prior,
+            ground_truth=args.ground_truth, optional_inputs=is_all(args.method),
+            argv=args.argv)
+        total, cache_dir = len(pool), None
+    failures = list(outcome.failed.items())
+    if not outcome.results:
+        return report_failures("rank", failures, total, flags=args.flags)
+    print(format_results(outcome, args.flags))
+    print("\n" + outcome.advice)
+    written = []
+    if args.json:
+        written.append(write_json(args.json, outcome.to_json()))
+    if args.report:
+        written.append(outcome.write_report(args.report,
+                                            title=f"nctk rank: {len(outcome.models)} models"))
+    status = report_failures("rank", failures, total, flags=args.flags)
+    print_notes(outcome.notes, written, cache_dir, flags=args.flags)
+    return status
+
+
+def check_files(args: argparse.Namespace) -> None:
+    """Outputs that would overwrite an input are refused, and the ground truth and prior
+    files are read, before any work."""
     outputs = [Output("--json", args.json), Output("--report", args.report)]
     inputs = input_files(args.features, args.ground_truth)
     if args.prior:
@@ -122,79 +151,20 @@ def run(args: argparse.Namespace) -> int:
         outputs.append(cache_output(args))
         inputs += spec_inputs(args.models, args.data)
     check_outputs(outputs, inputs)
-    methods = resolve(args.method)
-    weights = parse_weights(args.ncti_weights)
     if args.ground_truth:
-        load_ground_truth(args.ground_truth)  # a bad file fails before any work
+        load_ground_truth(args.ground_truth)
     if args.prior:
         load_prior(args.prior)
-    if extracting(args):
-        results, notes, failures, total, source, prior = rank_extracted(args, methods,
-                                                                        weights)
-        if not results:
-            return report_failures("rank", failures, total, flags=args.flags)
-    else:
-        pool = load_pool(features_given(args))
-        check_labels(pool)
-        prior, prior_note = resolve_prior(args.prior, pool)
-        methods, notes = drop_unrunnable(methods, pool, args.method)
-        notes += [prior_note] if prior_note else []
-        results = rank_with_options(pool, methods, seed=args.seed, ncti_weights=weights,
-                                    prior=prior.values if prior else None)
-        notes += subsample_notes(methods, pool[0].features.shape[0], args.seed)
-        failures, total = [], len(pool)
-        source = {"feature_files": [f.path or f.name for f in pool], "labels": pool[0].labels}
-    from nctk.provenance import provenance
-    from nctk.transfer.guidance import flag_notes, method_order, pool_flags, recommendation
-
-    results = {name: results[name] for name in method_order(results)}
-    options = {name: method_options(name, seed=args.seed, ncti_weights=weights)
-               for name in results}
-    models = list(next(iter(results.values())).scores) if results else []
-    truth = load_ground_truth(args.ground_truth, models) if args.ground_truth else None
-    evaluation = ({name: evaluate(r.scores, truth) for name, r in results.items()}
-                  if truth is not None else None)
-    flags = pool_flags(results, num_classes=len(set(source["labels"].tolist())),
-                       options=options)
-    notes += member_notes(results, prior) + flag_notes(flags) + evaluation_notes(results, truth)
-    prior_evaluation = evaluate(prior.values, truth) if prior and truth is not None else None
-    advice = recommendation(results)
-    print(format_results(results, truth, evaluation, flags, prior, prior_evaluation))
-    print("\n" + advice)
-    origin = provenance(labels=source["labels"], data=source.get("data"),
-                        feature_files=source.get("feature_files"), models=source.get("models"),
-                        seed=args.seed, argv=args.argv, method_options={
-                            name: effective_options(name, o) for name, o in options.items()},
-                        extra={"per_class_draw": getattr(args, "per_class", None)}
-                        if source.get("data") else None)
-    written = []
-    if args.json:
-        data = result_json(results, evaluation, prior, prior_evaluation)
-        if failures:
-            data["failed"] = {record.spec: record.error for record in failures}
-        data["provenance"] = origin
-        data["guidance"] = {"recommended": advice,
-                            "flags": {m: f.to_json() for m, f in flags.items()},
-                            "notes": notes}
-        written.append(write_json(args.json, data))
-    if args.report:
-        from nctk.report import write_report
-
-        written.append(write_report(
-            args.report, title=f"nctk rank: {len(models)} models", methods=results,
-            evaluation=evaluation, truth=truth, notes=notes, flags=flags,
-            recommendation=advice, provenance=origin, prior=prior,
-            prior_evaluation=prior_evaluation))
-    status = report_failures("rank", failures, total, flags=args.flags)
-    print_notes(notes, written, source.get("cache_dir"))
-    return status
 
 
 def print_notes(notes: Sequence[str], written: Sequence[Any] = (),
-                cache_dir: str | None = None) -> None:
-    """The notes, then where files went, as one group on standard error (the tables on
-    standard output stay clean for a pipe)."""
-    lines = ["notes:", *(f"  - {note}" for note in notes)] if notes else []
+                cache_dir: str | None = None, *, flags: Mapping[str, str] | None = None) -> None:
+    """The notes (parameters they name shown as the command's ``flags``, see
+    :func:`nctk.cli.in_flags`), then where files went, as one group on standard error (the
+    tables on standard output stay clean for a pipe)."""
+    from nctk.cli import in_flags
+
+    lines = ["notes:", *(f"  - {in_flags(note, flags or {})}" for note in notes)] if notes else []
     if cache_dir:
         lines.append(f"features cached in {cache_dir}")
     if written:
@@ -255,14 +225,9 @@ def features_given(args: argparse.Namespace) -> list[str]:
 
 def rank_extracted(args: argparse.Namespace, methods: Sequence[Any],
                    weights: Mapping[str, float] | None
-                   ) -> tuple[dict[str, Any], list[str], list[Any], int, dict[str, Any],
-                              Prior | None]:
-    """Extract and score every ``--models`` spec through the chosen executor (one unit of
-    work per model, see :mod:`nctk.scale`): (results, notes, failed records, models, where
-    the features came from: data spec, labels, model specs, cache; the prior). The prior
-    (``--prior``, else the source accuracy every model's weights recorded) is known once
-    the models are loaded: ``recommended`` is combined with it then, from the per-model
-    terms."""
+                   ) -> tuple[workflow.RankingOutcome, int, str | None]:
+    """Extract and score every ``--models`` spec through the chosen executor
+    (:func:`nctk.workflow.rank_model_specs`): (outcome, models, the feature cache)."""
     if not args.models or not args.data:
         raise InputError("--models and --data go together", file="--models" if not args.models
                          else "--data")
@@ -272,8 +237,7 @@ def rank_extracted(args: argparse.Namespace, methods: Sequence[Any],
     executor = make_executor(args)
     check_pool_size(len(specs), "--models")
     from nctk.extract import load_dataset, subsample_per_class
-    from nctk.extract.preflight import check_models
-    from nctk.scale import ExtractSettings, rank_models
+    from nctk.scale import ExtractSettings
 
     dataset = load_dataset(args.data)
     if args.per_class is not None:
@@ -282,28 +246,12 @@ def rank_extracted(args: argparse.Namespace, methods: Sequence[Any],
         image_size=args.image_size, device=args.device, skip_bad_images=args.skip_bad_images,
         cache_dir=None if args.no_cache else (args.cache_dir or default_cache_dir()),
         progress=not args.no_progress, trust_checkpoint=args.trust_checkpoint)
-    options = {m.name: method_options(m, seed=args.seed, ncti_weights=weights)
-               for m in methods}
-    with executor:  # a Ray executor checks the models as tasks, where they will run
-        check_models(specs, dataset, image_size=args.image_size, executor=executor,
-                     trust_checkpoint=args.trust_checkpoint)
-        run = rank_models(specs, dataset, [m.name for m in methods], executor=executor,
-                          extract=settings, options=options,
-                          optional_inputs=is_all(args.method),
-                          progress=not args.no_progress)
-    source = {"data": args.data, "labels": dataset.label_values(),
-              "models": {r.name: r.spec for r in run.records},
-              "cache_dir": settings.cache_dir}
-    prior, note = resolve_prior(args.prior, run.records)
-    if prior is not None and "recommended" in run.results:
-        from nctk.transfer.ranking import combine_terms
-        from nctk.transfer.registry import get_method
-
-        run.results["recommended"] = combine_terms(
-            get_method("recommended"), {r.name: r.terms["recommended"] for r in run.records},
-            run.results["recommended"].seconds, prior=prior.values)
-    notes = run.notes + ([note] if note else [])
-    return run.results, notes, run.failures, len(specs), source, prior
+    outcome = workflow.rank_model_specs(
+        specs, dataset, methods, executor=executor, extract=settings, seed=args.seed,
+        ncti_weights=weights, prior=args.prior, ground_truth=args.ground_truth,
+        optional_inputs=is_all(args.method), progress=not args.no_progress,
+        per_class=args.per_class, argv=args.argv)
+    return outcome, len(specs), settings.cache_dir
 
 
 def check_pool_size(models: int, where: str) -> None:
@@ -313,35 +261,10 @@ def check_pool_size(models: int, where: str) -> None:
                          "scores use nctk.score, or nctk analyze)", file=where)
 
 
-def subsample_notes(methods: Sequence[Any], samples: int, seed: int) -> list[str]:
-    """One note per method that scored a subsample (its ``max_samples`` default < N)."""
-    notes = []
-    for meth in methods:
-        cap = inspect.signature(meth.score).parameters.get("max_samples")
-        if cap is not None and isinstance(cap.default, int) and samples > cap.default:
-            notes.append(f"{meth.name}: scored a stratified subsample of {cap.default:,} of "
-                         f"the {samples:,} samples (seed {seed})")
-    return notes
-
-
 def input_files(features: Sequence[str], ground_truth: str | None) -> list[Input]:
     """Feature files and the ground truth, as inputs for :func:`nctk.paths.check_outputs`."""
     return ([Input("FEATURES.npz", path) for path in features]
             + ([Input("--ground-truth", ground_truth)] if ground_truth else []))
-
-
-def drop_unrunnable(methods: Sequence[Any], pool: Sequence[FeatureFile], spec: str
-                    ) -> tuple[list[Any], list[str]]:
-    """With ``--method all``, leave out the methods needing source logits when a file lacks
-    them (with a note). Methods named explicitly are kept, so they fail with a clear error.
-    """
-    if not is_all(spec) or all(f.source_logits is not None for f in pool):
-        return list(methods), []
-    kept = [m for m in methods if m.input != "source_logits"]
-    skipped = [m.name for m in methods if m.input == "source_logits"]
-    notes = [f"skipped {', '.join(skipped)}: some feature files have no source_logits"
-             ] if skipped else []
-    return kept, notes
 
 
 def is_all(spec: str) -> bool:
@@ -349,133 +272,71 @@ def is_all(spec: str) -> bool:
     return spec.strip().lower() == "all"
 
 
-def check_labels(pool: Sequence[FeatureFile]) -> None:
-    """The shared labels are usable (ints or strings, >= 2 classes); names the first file."""
-    first = pool[0]
-    try:
-        encode_labels(first.labels, first.features.shape[0], "labels")
-    except InputError as err:
-        raise err.located(file=first.path or first.name) from None
-
-
-def method_options(method: Any, *, seed: int | None = None,
-                   ncti_weights: Mapping[str, float] | None = None,
-                   prior: Mapping[str, float] | None = None) -> dict[str, Any]:
-    """The CLI options ``method`` takes: ``seed`` where its function has a ``seed``
-    parameter, the NCTI weights and the prior where its ``combine_options`` name them."""
-    candidates: dict[str, Any] = dict(ncti_weights or {})
-    if seed is not None:
-        candidates["seed"] = seed
-    if prior is not None:
-        candidates["prior"] = prior
-    return supported_options(method, candidates)
-
-
-def rank_with_options(pool: Sequence[FeatureFile], methods: Sequence[Any], *,
-                      seed: int | None = None,
-                      ncti_weights: Mapping[str, float] | None = None,
-                      prior: Mapping[str, float] | None = None) -> dict[str, Any]:
-    """``rank_pool_methods`` with the options each method takes (:func:`method_options`):
-    every model's statistics are computed once and shared by all the methods."""
-    from nctk.transfer.ranking import rank_pool_methods
-
-    return rank_pool_methods(pool, methods, {
-        m.name: method_options(m, seed=seed, ncti_weights=ncti_weights, prior=prior)
-        for m in methods})
-
-
 def _integral(value: float) -> float | int:
     """A rank as an int when it is whole (ties give halves)."""
     return int(value) if float(value).is_integer() else value
 
 
-def member_notes(results: Mapping[str, Any], prior: Prior | None) -> list[str]:
-    """For ``recommended``: which members it averaged, and where the prior came from."""
-    if "recommended" not in results:
-        return []
-    from nctk.transfer.recommended import members_used
+def format_results(outcome: workflow.RankingOutcome, flags: Mapping[str, str] | None = None
+                   ) -> str:
+    """The terminal output: one ranking block per method (the recommended method first;
+    ``recommended`` with each member's rank), a saturated or tied score flagged in a last
+    column; the prior's agreement with the truth; with several methods an overview of
+    their ranks, rows in the first method's order, and with a ground truth a summary of
+    the correlations of each method and of the prior, best weighted tau first (as the
+    report). ``flags`` show the prior's source in the command's options."""
+    from nctk.cli import in_flags
 
-    members = ", ".join(members_used(results["recommended"].components))
-    if prior is None:
-        return [f"recommended: mean rank of {members}; no prior (give --prior PRIOR.json, or "
-                "extract torchvision models, whose weights record their ImageNet top-1)"]
-    return [f"recommended: mean rank of {members}; prior = {prior.source}"]
-
-
-def evaluation_notes(results: Mapping[str, Any], truth: Mapping[str, float] | None
-                     ) -> list[str]:
-    """One line per method whose correlations are undefined (NaN), saying why."""
-    if truth is None:
-        return []
-    notes = []
-    for name, result in results.items():
-        reason = undefined_reason(result.scores, truth)
-        if reason:
-            notes.append(f"{name}: correlations are NaN: {reason}")
-    return notes
-
-
-def result_json(results: Mapping[str, Any], evaluation: Mapping[str, dict] | None,
-                prior: Prior | None = None, prior_evaluation: Mapping[str, float] | None = None
-                ) -> dict[str, Any]:
-    """The ``--json`` object of docs/contract.md: ``methods`` and, with a ground truth,
-    ``evaluation``; with a prior also ``prior: {source, values[, evaluation]}``."""
-    data: dict[str, Any] = {"methods": {name: r.to_json() for name, r in results.items()}}
-    if evaluation is not None:
-        data["evaluation"] = {name: dict(ev) for name, ev in evaluation.items()}
-    if prior is not None:
-        data["prior"] = prior.to_json()
-        if prior_evaluation is not None:
-            data["prior"]["evaluation"] = dict(prior_evaluation)
-    return data
-
-
-def format_results(results: Mapping[str, Any], truth: Mapping[str, float] | None,
-                   evaluation: Mapping[str, dict] | None,
-                   flags: Mapping[str, Any] | None = None, prior: Prior | None = None,
-                   prior_evaluation: Mapping[str, float] | None = None) -> str:
-    """The terminal output: one ranking block per method (in the order given: the caller
-    puts the recommended method first; ``recommended`` with each member's rank), a
-    saturated or tied score flagged in a last column; the prior's agreement with the
-    truth; with several methods an overview of their ranks, rows in the first method's
-    order; with a ground truth a summary of the correlations."""
-    flags = flags or {}
-    blocks = []
-    for name, result in results.items():
-        flag = flags.get(name)
-        first = next(iter(result.components.values()), {}) if result.components else {}
-        member_ranks = [k for k in first if k.endswith("_rank")]
-        headers = (["rank", "model", "score"] + [k[:-len("_rank")] + " rank" for k in member_ranks]
-                   + (["truth"] if truth is not None else []) + (["flag"] if flag else []))
-        rows = []
-        for position, model in enumerate(result.ranking, start=1):
-            row: list[Any] = [position, model, result.scores[model]]
-            row += [_integral(result.components[model][k]) for k in member_ranks]
-            if truth is not None:
-                row.append(truth[model])
-            if flag:
-                row.append(flag.of(model))
-            rows.append(row)
-        title = f"{name}  ({len(result.scores)} models, {fmt_number(result.seconds, 3)} s)"
-        block = [title, format_table(headers, rows, indent="  ")]
-        if evaluation is not None:
-            ev = evaluation[name]
-            block.append("  " + "   ".join(
-                f"{STAT_TITLES[k]} {fmt_number(ev[k], 3, scientific=False)}" for k in STATISTICS))
-        blocks.append("\n".join(block))
-    if prior_evaluation is not None:
-        blocks.append(f"prior ({prior.source})\n  " + "   ".join(
-            f"{STAT_TITLES[k]} {fmt_number(prior_evaluation[k], 3, scientific=False)}"
-            for k in STATISTICS))
-    if len(results) > 1:
-        blocks.append(rank_overview(results, truth, flags))
-    if evaluation is not None and len(results) > 1:
-        rows = [[name, *(evaluation[name][k] for k in STATISTICS), results[name].seconds]
-                for name in results]
-        blocks.append("summary\n" + format_table(
-            ["method", *(STAT_TITLES[k] for k in STATISTICS), "seconds"], rows, digits=3,
-            scientific=False, indent="  "))
+    blocks = [method_block(name, result, outcome) for name, result in outcome.results.items()]
+    prior = (f"prior ({in_flags(outcome.prior.source, flags or {})})"
+             if outcome.prior is not None else "")
+    if outcome.prior_evaluation is not None:
+        blocks.append(f"{prior}\n  {statistics_line(outcome.prior_evaluation)}")
+    if len(outcome.results) > 1:
+        blocks.append(rank_overview(outcome.results, outcome.truth, outcome.flags))
+    if outcome.evaluation is not None and len(outcome.results) > 1:
+        rows = {name: [*(ev[k] for k in STATISTICS), outcome.results[name].seconds]
+                for name, ev in outcome.evaluation.items()}
+        if outcome.prior_evaluation is not None:
+            rows[prior] = [*(outcome.prior_evaluation[k] for k in STATISTICS), None]
+        order = by_weighted_tau({name: dict(zip(STATISTICS, row, strict=False))
+                                 for name, row in rows.items()})
+        blocks.append("summary, best weighted tau first\n" + format_table(
+            ["method", *(STAT_TITLES[k] for k in STATISTICS), "seconds"],
+            [[name, *rows[name]] for name in order], digits=3, scientific=False,
+            indent="  "))
     return "\n\n".join(blocks)
+
+
+def method_block(name: str, result: Any, outcome: workflow.RankingOutcome) -> str:
+    """One method's ranking: rank, model, score, member ranks (``recommended``), the
+    truth, a flag; its correlations with the truth under the table."""
+    flag = outcome.flags.get(name)
+    truth = outcome.truth
+    first = next(iter(result.components.values()), {}) if result.components else {}
+    member_ranks = [k for k in first if k.endswith("_rank")]
+    headers = (["rank", "model", "score"] + [k[:-len("_rank")] + " rank" for k in member_ranks]
+               + (["truth"] if truth is not None else []) + (["flag"] if flag else []))
+    rows = []
+    for position, model in enumerate(result.ranking, start=1):
+        row: list[Any] = [position, model, result.scores[model]]
+        row += [_integral(result.components[model][k]) for k in member_ranks]
+        if truth is not None:
+            row.append(truth[model])
+        if flag:
+            row.append(flag.of(model))
+        rows.append(row)
+    title = f"{name}  ({len(result.scores)} models, {fmt_number(result.seconds, 3)} s)"
+    block = [title, format_table(headers, rows, indent="  ")]
+    if outcome.evaluation is not None:
+        block.append("  " + statistics_line(outcome.evaluation[name]))
+    return "\n".join(block)
+
+
+def statistics_line(evaluation: Mapping[str, float]) -> str:
+    """``weighted tau 0.812   kendall tau ...`` on one line."""
+    return "   ".join(f"{STAT_TITLES[k]} {fmt_number(evaluation[k], 3, scientific=False)}"
+                      for k in STATISTICS)
 
 
 def rank_overview(results: Mapping[str, Any], truth: Mapping[str, float] | None,

@@ -26,12 +26,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from nctk.analyses import supported_options
 from nctk.demo.assets import GROUND_TRUTH, asset, pool_info
 from nctk.demo.models import MEAN, STD, get_member, pool_names
 from nctk.errors import InputError
 from nctk.io import FeatureFile, load_ground_truth
-from nctk.priors import Prior, recorded_prior
+from nctk.workflow import RankingOutcome, rank_feature_files
 
 
 @dataclass
@@ -41,26 +40,20 @@ class DemoResult:
     Attributes:
         pool: one :class:`~nctk.io.FeatureFile` per model (penultimate features, source
             logits, ``layers`` = pooled block outputs), in pool order.
-        truth: model -> fine-tuned target test accuracy (the ground truth).
-        methods: method name -> :class:`~nctk.transfer.ranking.MethodResult`.
-        evaluation: method name -> ``evaluate(scores, truth)``.
+        outcome: the ranking (:class:`nctk.workflow.RankingOutcome`): every method's
+            results, the ground truth (each model's fine-tuned target test accuracy) and
+            the evaluations, the prior (the models' source test accuracies, recorded with
+            their features), flags, notes, recommendation and provenance.
         layers: model -> ``layer_profile()`` (layer -> NC measures).
         info: the build record of the pool (``pool.json``).
-        prior: the models' source test accuracies (recorded with their features), the
-            data-free prior that ``recommended`` averages in; None when a model lacks one.
-        prior_evaluation: ``evaluate(prior, truth)``, the bar a method has to clear.
         seconds: wall-clock seconds per stage (``load``, ``extract``, ``rank``,
             ``collapse``).
     """
 
     pool: list[FeatureFile]
-    truth: dict[str, float]
-    methods: dict[str, Any]
-    evaluation: dict[str, dict[str, float]]
+    outcome: RankingOutcome
     layers: dict[str, dict[str, dict[str, float]]]
     info: dict[str, Any]
-    prior: Prior | None = None
-    prior_evaluation: dict[str, float] | None = None
     seconds: dict[str, float] = field(default_factory=dict)
 
 
@@ -122,7 +115,7 @@ def extract_pool_features(models: Sequence[str], *, batch_size: int = 100,
 
 
 def run_demo(*, models: Sequence[str] | None = None, methods: str = "all", seed: int = 0,
-             progress: bool = False) -> DemoResult:
+             progress: bool = False, argv: Sequence[str] | None = None) -> DemoResult:
     """Rank the shipped pool (or ``models`` of it) with ``methods`` and evaluate.
 
     Args:
@@ -131,11 +124,10 @@ def run_demo(*, models: Sequence[str] | None = None, methods: str = "all", seed:
         seed: passed to the methods that take one.
         progress: show a progress bar of the extraction (on a terminal
             only).
+        argv: the command line, for the provenance record.
     """
     import nctk.transfer  # noqa: F401  (registers every method)
     from nctk.collapse import layer_profile
-    from nctk.evaluation import evaluate
-    from nctk.transfer.ranking import rank_pool_methods
     from nctk.transfer.registry import resolve_methods
 
     seconds: dict[str, float] = {}
@@ -146,7 +138,6 @@ def run_demo(*, models: Sequence[str] | None = None, methods: str = "all", seed:
         raise err.located(parameter="methods") from None
     names = select_models(models)
     shipped_truth = load_ground_truth(asset(GROUND_TRUTH), names)
-    truth = {name: shipped_truth[name] for name in names}
     info = pool_info()
     seconds["load"] = time.perf_counter() - started
 
@@ -155,20 +146,16 @@ def run_demo(*, models: Sequence[str] | None = None, methods: str = "all", seed:
     seconds["extract"] = time.perf_counter() - started
 
     started = time.perf_counter()
-    prior, _ = recorded_prior(pool)
-    candidates = {"seed": seed, **({"prior": prior.values} if prior else {})}
-    results = rank_pool_methods(pool, chosen, {m.name: supported_options(m, candidates)
-                                               for m in chosen})
-    evaluation = {name: evaluate(r.scores, truth) for name, r in results.items()}
+    outcome = rank_feature_files(
+        pool, chosen, seed=seed, ground_truth={name: shipped_truth[name] for name in names},
+        argv=argv, source={"data": "demo:target",
+                           "models": {name: f"demo:{name}" for name in names}})
     seconds["rank"] = time.perf_counter() - started
 
     started = time.perf_counter()
     layers = {f.name: layer_profile(f) for f in pool}
     seconds["collapse"] = time.perf_counter() - started
-    return DemoResult(pool=pool, truth=truth, methods=results, evaluation=evaluation,
-                      layers=layers, info=info, prior=prior,
-                      prior_evaluation=evaluate(prior.values, truth) if prior else None,
-                      seconds=seconds)
+    return DemoResult(pool=pool, outcome=outcome, layers=layers, info=info, seconds=seconds)
 
 
 def provenance(info: dict[str, Any], n_images: int) -> list[str]:

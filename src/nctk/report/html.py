@@ -23,7 +23,7 @@ from matplotlib.figure import Figure
 
 import nctk
 from nctk.errors import InputError
-from nctk.evaluation import weighted_tau
+from nctk.evaluation import by_weighted_tau, weighted_tau
 from nctk.io import atomic_path
 from nctk.paths import printable
 from nctk.priors import Prior
@@ -58,7 +58,8 @@ def write_report(path: str | os.PathLike, *, title: str, methods: Mapping[str, M
                  recommendation: str | None = None,
                  provenance: Mapping[str, Any] | None = None,
                  prior: Prior | None = None,
-                 prior_evaluation: Mapping[str, float] | None = None) -> Path:
+                 prior_evaluation: Mapping[str, float] | None = None,
+                 sections: Sequence[tuple[str, str, str]] = ()) -> Path:
     """Write the HTML report of a ranking to ``path`` (atomically) and return the path.
 
     Args:
@@ -79,6 +80,8 @@ def write_report(path: str | os.PathLike, *, title: str, methods: Mapping[str, M
         prior, prior_evaluation: a data-free prior (:class:`nctk.priors.Prior`) and its
             ``evaluate(prior.values, truth)``: shown as a row of the evaluation table, the
             bar every method has to clear.
+        sections: further ``(anchor, heading, html body)`` sections (the body escaped by
+            the caller), placed after the evaluation, before the timings.
 
     Methods are shown with the recommended (default) method first, and the ranking
     table's rows follow its ranking (else the first method's).
@@ -89,26 +92,56 @@ def write_report(path: str | os.PathLike, *, title: str, methods: Mapping[str, M
     _check_inputs(title, methods)
     methods = {name: methods[name] for name in method_order(methods)}
     notes = [notes] if isinstance(notes, str) else list(notes)
-    generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    models = _model_order(methods)
-    advice = recommendation or recommend(methods)
-    sections: list[tuple[str, str, str]] = [
+    evaluation_rows = dict(evaluation or {})
+    if evaluation and prior is not None and prior_evaluation is not None:
+        evaluation_rows[f"prior: {prior.source}"] = prior_evaluation
+    body = (_ranking_sections(methods, truth, flags or {}, recommendation or recommend(methods))
+            + _evaluation_sections(methods, evaluation_rows, truth, evaluation)
+            + list(sections) + _detail_sections(methods, layers, provenance))
+    page = _page(title, methods, notes, body)
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(printable(page), encoding="utf-8")
+    return path
+
+
+Section = tuple[str, str, str]
+
+
+def _ranking_sections(methods: Mapping[str, MethodResult], truth: Mapping[str, float] | None,
+                      flags: Mapping[str, ScoreFlags], advice: str) -> list[Section]:
+    """How to read the page, the ranking table, and the recommended ranking's members."""
+    sections = [
         ("how-to-read", "How to read this report", _how_to_read(methods, truth)),
         ("ranking", "Ranking", f'<p class="lead recommend">{escape(_sentence(advice))}</p>'
-         + _ranking_section(methods, truth, models, flags or {})),
+         + _ranking_section(methods, truth, _model_order(methods), flags)),
     ]
     if RECOMMENDED in methods and methods[RECOMMENDED].components:
         sections.append(("recommended", "The recommended ranking and its members",
                          _recommended_section(methods[RECOMMENDED])))
-    if evaluation:
-        rows = dict(evaluation)
-        if prior is not None and prior_evaluation is not None:
-            rows[f"prior: {prior.source}"] = prior_evaluation
+    return sections
+
+
+def _evaluation_sections(methods: Mapping[str, MethodResult],
+                         rows: Mapping[str, Mapping[str, float]],
+                         truth: Mapping[str, float] | None,
+                         evaluation: Mapping[str, Mapping[str, float]] | None) -> list[Section]:
+    """The evaluation table (methods and the prior) and the scatter plots."""
+    sections = []
+    if rows:
         sections.append(("evaluation", "Evaluation against the ground truth",
-                         _evaluation_section(methods, rows)))
+                         _evaluation_section(rows)))
     if truth:
         sections.append(("scatter", "Scores against the ground truth",
                          _scatter_section(methods, truth, evaluation)))
+    return sections
+
+
+def _detail_sections(methods: Mapping[str, MethodResult],
+                     layers: Mapping[str, Mapping[str, Mapping[str, float]]] | None,
+                     provenance: Mapping[str, Any] | None) -> list[Section]:
+    """Score components, layer-wise collapse, timings and provenance."""
+    sections = []
     components = _components_section(methods)
     if components:
         sections.append(("components", "Score components", components))
@@ -117,12 +150,19 @@ def write_report(path: str | os.PathLike, *, title: str, methods: Mapping[str, M
     sections.append(("timings", "Timings", _timings_section(methods)))
     if provenance:
         sections.append(("provenance", "Provenance", _provenance_section(provenance)))
+    return sections
 
+
+def _page(title: str, methods: Mapping[str, MethodResult], notes: Sequence[Any],
+          sections: Sequence[Section]) -> str:
+    """The whole HTML page: header, notes, table of contents and sections."""
+    generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    models = _model_order(methods)
     meta = [f"Generated {escape(generated)}", f"nctk {escape(nctk.__version__)}",
             f"{len(models)} model{'s' if len(models) != 1 else ''}",
             f"{len(methods)} method{'s' if len(methods) != 1 else ''}"]
     note_items = "".join(f"<li>{escape(str(n))}</li>" for n in notes)
-    page = _template("page.html").substitute(
+    return _template("page.html").substitute(
         title=escape(title), version=escape(nctk.__version__), date=escape(generated),
         css=_template("report.css").template, meta=" · ".join(meta),
         notes=f'<ul class="notes">{note_items}</ul>' if note_items else "",
@@ -130,10 +170,6 @@ def write_report(path: str | os.PathLike, *, title: str, methods: Mapping[str, M
                                           for anchor, heading, _ in sections) + "</nav>",
         sections="\n".join(f'<section id="{anchor}">\n<h2>{escape(heading)}</h2>\n{body}\n'
                            "</section>" for anchor, heading, body in sections))
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        tmp.write_text(printable(page), encoding="utf-8")
-    return path
 
 
 def _check_inputs(title: Any, methods: Any) -> None:
@@ -333,9 +369,9 @@ def _rank_cell(rank: int | None, css: str) -> str:
     return f'<td class="rank {css}">{rank}</td>'
 
 
-def _evaluation_section(methods: Mapping[str, MethodResult],
-                        evaluation: Mapping[str, Mapping[str, float]]) -> str:
-    names = [m for m in methods if m in evaluation] + [m for m in evaluation if m not in methods]
+def _evaluation_section(evaluation: Mapping[str, Mapping[str, float]]) -> str:
+    """One row per method and for the prior, best weighted tau first (as the terminal)."""
+    names = by_weighted_tau(evaluation)
     best = {}
     for key, _ in EVALUATION_COLUMNS:
         values = [_float(evaluation[m].get(key)) for m in names]
@@ -350,8 +386,9 @@ def _evaluation_section(methods: Mapping[str, MethodResult],
             value = _float(evaluation[name].get(key))
             row += _number(value, ".3f", "best" if value == best[key] else "")
         rows.append(row)
-    return ('<p class="lead">Agreement of each method\'s scores with the ground truth '
-            "(1 = perfect; the best value of each column is in bold blue).</p>"
+    return ('<p class="lead">Agreement of each method\'s scores with the ground truth, '
+            "best weighted τ first (1 = perfect; the best value of each column is in bold "
+            "blue).</p>"
             + _table(head, rows))
 
 
@@ -438,7 +475,8 @@ def _components_table(comps: Mapping[str, Mapping[str, float]], order: Sequence[
 
 
 def _recommended_section(result: MethodResult) -> str:
-    """Each member's score and rank (1 = best) beside the recommended score and rank."""
+    """Each member's score and rank beside the mean of those ranks; every rank here counts
+    from the top (1 = best), so the mean rank is the plain mean of the member rank columns."""
     first = next(iter(result.components.values()))
     members = [k[:-len("_rank")] for k in first if k.endswith("_rank")]
     group = ('<tr class="group"><th class="model" rowspan="2">model</th>'
@@ -448,24 +486,34 @@ def _recommended_section(result: MethodResult) -> str:
     sub = '<tr class="sub">' + '<th class="sep">mean rank</th><th>rank</th>' + "".join(
         '<th class="sep">score</th><th>rank</th>' for _ in members) + "</tr>"
     ranks = _ranks(result)
-    spec = _column_spec(result.scores.values())
+    mean_ranks = {m: _mean_rank(result.components.get(m, {}), members) for m in result.ranking}
+    spec = _column_spec(mean_ranks.values())
     specs = {m: _column_spec(c.get(m) for c in result.components.values()) for m in members}
     rows = []
     for model in result.ranking:
         comps = result.components.get(model, {})
         top = "top" if ranks.get(model) == 1 else ""
-        row = (_model_cell(model) + _number(result.scores.get(model), spec, f"sep {top}")
+        row = (_model_cell(model) + _number(mean_ranks[model], spec, f"sep {top}")
                + _rank_cell(ranks.get(model), top))
         for member in members:
             row += _number(comps.get(member), specs[member], "sep")
             rank = _float(comps.get(member + "_rank"))
             row += f'<td class="rank">{format(rank, "g") if math.isfinite(rank) else "—"}</td>'
         rows.append(row)
-    return ('<p class="lead">nctk\'s recommendation is the mean of the ranks its members give '
-            f"each model (higher mean rank = better; members: {escape(', '.join(members))}). "
+    return ('<p class="lead">nctk\'s recommendation orders the models by the mean of the '
+            f"ranks its members give them (members: {escape(', '.join(members))}). Every rank "
+            "here counts from the top, 1 = best (ties averaged), so a lower mean rank is "
+            "better. The recommended score in the ranking table is the number of models + 1 "
+            "− the mean rank, so that there, as for every method, a higher score is better. "
             "NCTI and ETran are estimated from the target features; a prior, when given, is a "
-            "data-free value per model (e.g. its ImageNet top-1). Ranks: 1 = best, ties "
-            "averaged.</p>" + _table(group + sub, rows))
+            "data-free value per model (e.g. its ImageNet top-1).</p>"
+            + _table(group + sub, rows))
+
+
+def _mean_rank(components: Mapping[str, float], members: Sequence[str]) -> float:
+    """The mean of a model's member ranks (1 = best); NaN when one is missing."""
+    ranks = [_float(components.get(member + "_rank")) for member in members]
+    return sum(ranks) / len(ranks) if ranks else math.nan
 
 
 def _components_section(methods: Mapping[str, MethodResult]) -> str:

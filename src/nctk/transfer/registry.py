@@ -10,9 +10,10 @@ looked up case-insensitively, ``-`` standing for ``_`` (``LogME``, ``reg-hscore`
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from nctk.errors import InputError
 
@@ -109,3 +110,34 @@ def resolve_methods(spec: str) -> list[Method]:
     if not names:
         raise InputError("no method given")
     return list({m.name: m for m in map(get_method, names)}.values())
+
+
+def _method(method: str | Method) -> Method:
+    return get_method(method) if isinstance(method, str) else method
+
+
+def supported_options(method: str | Method, candidates: Mapping[str, Any]) -> dict[str, Any]:
+    """The subset of ``candidates`` that ``method`` takes.
+
+    Options of the per-model function (``score``, or ``components`` for pool-relative
+    methods) are judged from its signature; ``combine_options`` are always accepted.
+    """
+    meth = _method(method)
+    func = meth.components if meth.pool_relative else meth.score
+    params = inspect.signature(func).parameters
+    return {k: v for k, v in candidates.items() if k in params or k in meth.combine_options}
+
+
+def effective_options(method: str | Method, given: Mapping[str, Any]) -> dict[str, Any]:
+    """Every option ``method`` runs with: the defaults of its per-model function and of its
+    pool combination (keyword parameters with a default; ``device`` left out), overridden by
+    ``given``. For the record of a run (provenance), not for calling the method."""
+    meth = _method(method)
+    funcs = [meth.components if meth.pool_relative else meth.score]
+    funcs += [meth.combine] if meth.pool_relative else []
+    options: dict[str, Any] = {}
+    for func in funcs:
+        for name, param in inspect.signature(func).parameters.items():
+            if param.default is not inspect.Parameter.empty and name != "device":
+                options[name] = param.default
+    return options | dict(given)
