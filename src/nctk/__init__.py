@@ -17,9 +17,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__version__ = "0.1.0"
-
 import nctk.demo.kinds  # noqa: F401  (registers the demo's spec kinds)
+from nctk.version import __version__
 
 _LAZY = {
     "score": ("nctk.transfer", "score"),

@@ -30,7 +30,7 @@ def versions() -> dict[str, str | None]:
         except metadata.PackageNotFoundError:
             found[package] = None
     if found["nctk"] is None:  # running from a source tree that is not installed
-        from nctk import __version__
+        from nctk.version import __version__
 
         found["nctk"] = __version__
     found["python"] = platform.python_version()

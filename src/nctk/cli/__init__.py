@@ -49,7 +49,7 @@ class OneLineParser(argparse.ArgumentParser):
 
 def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     """The argument parser; the sub-command named in ``argv`` gets its full parser."""
-    from nctk import __version__
+    from nctk.version import __version__
 
     parser = OneLineParser(
         prog="nctk",

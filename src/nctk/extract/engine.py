@@ -168,7 +168,7 @@ def _prepare(adapter: ModelAdapter, dataset: LabelledImages, layers: Sequence[st
 
 
 def _version() -> str:
-    from nctk import __version__
+    from nctk.version import __version__
 
     return __version__
 

@@ -21,7 +21,6 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
-import nctk
 from nctk.errors import InputError
 from nctk.evaluation import by_weighted_tau, weighted_tau
 from nctk.io import atomic_path
@@ -33,6 +32,7 @@ from nctk.transfer.guidance import ScoreFlags, method_order
 from nctk.transfer.guidance import recommendation as recommend
 from nctk.transfer.ranking import MethodResult, rank_order
 from nctk.transfer.registry import get_method
+from nctk.version import __version__
 
 #: The evaluation keys of ``nctk.evaluation.evaluate`` with their column headings.
 EVALUATION_COLUMNS = (("weighted_tau", "weighted τ"), ("kendall_tau", "Kendall τ"),
@@ -158,12 +158,12 @@ def _page(title: str, methods: Mapping[str, MethodResult], notes: Sequence[Any],
     """The whole HTML page: header, notes, table of contents and sections."""
     generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     models = _model_order(methods)
-    meta = [f"Generated {escape(generated)}", f"nctk {escape(nctk.__version__)}",
+    meta = [f"Generated {escape(generated)}", f"nctk {escape(__version__)}",
             f"{len(models)} model{'s' if len(models) != 1 else ''}",
             f"{len(methods)} method{'s' if len(methods) != 1 else ''}"]
     note_items = "".join(f"<li>{escape(str(n))}</li>" for n in notes)
     return _template("page.html").substitute(
-        title=escape(title), version=escape(nctk.__version__), date=escape(generated),
+        title=escape(title), version=escape(__version__), date=escape(generated),
         css=_template("report.css").template, meta=" · ".join(meta),
         notes=f'<ul class="notes">{note_items}</ul>' if note_items else "",
         nav='<nav class="toc">' + "".join(f'<a href="#{anchor}">{escape(heading)}</a>'
