@@ -12,6 +12,7 @@ from scipy.stats import weightedtau
 from nctk import analyses
 from nctk.errors import InputError
 from nctk.io import FeatureFile
+from nctk.sampling import at_most_per_class
 from nctk.transfer import registry
 from nctk.transfer.registry import Method
 
@@ -131,15 +132,6 @@ def test_missing_truth_is_an_input_error():
         analyses.ablation(raw, truth, meth)
 
 
-def test_stratified_subsample_counts_and_whole_small_classes():
-    codes = np.array([0] * 10 + [1] * 3 + [2] * 7)
-    idx = analyses.stratified_subsample(codes, 5, np.random.default_rng(0))
-    assert np.bincount(codes[idx]).tolist() == [5, 3, 5]
-    assert np.all(np.diff(idx) > 0)  # sorted, no duplicates
-    again = analyses.stratified_subsample(codes, 5, np.random.default_rng(0))
-    assert np.array_equal(idx, again)
-
-
 def test_few_shot_shares_draws_and_is_seeded():
     pool, labels, truth = _pool(n=60)
     seen = []
@@ -167,7 +159,7 @@ def test_few_shot_direct_tau_for_one_draw():
     pool, labels, truth = _pool(n=90)
     meth = Method("col0", lambda x, y: float(np.asarray(x)[:, 0].mean()))
     out = analyses.few_shot(pool, labels, truth, [meth], shots=[4], repeats=1, seed=3)
-    idx = analyses.stratified_subsample(labels, 4, np.random.default_rng([3, 4, 0]))
+    idx = at_most_per_class(labels, 4, np.random.default_rng([3, 4, 0]))
     models = list(pool)
     want = weightedtau([pool[m][idx, 0].mean() for m in models],
                        [truth[m] for m in models]).statistic

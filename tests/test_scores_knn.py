@@ -7,7 +7,7 @@ import pytest
 
 import nctk
 from nctk.errors import InputError
-from nctk.transfer._sampling import stratified_subsample
+from nctk.sampling import proportional
 from nctk.transfer.knn import fold_assignment, knn_score
 from scores_core_data import blobs
 
@@ -109,10 +109,10 @@ def test_bad_options(data, option, value, problem):
         nctk.score("knn", x, y, **{option: value})
 
 
-def test_large_inputs_use_a_seeded_stratified_subsample():
+def test_large_inputs_use_a_seeded_proportional():
     x, y = blobs(n=300, d=6, classes=3, spread=2.0, seed=4)
     got = knn_score(x, y, max_samples=90, seed=2)
-    rows = stratified_subsample(np.unique(y, return_inverse=True)[1], 90, 2)
+    rows = proportional(np.unique(y, return_inverse=True)[1], 90, 2)
     assert got == knn_score(x[rows], y[rows], max_samples=None, seed=2)
     assert knn_score(x, y, max_samples=None) == knn_score(x, y, max_samples=300)
     with pytest.raises(InputError, match="max_samples"):

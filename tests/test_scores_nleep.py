@@ -11,8 +11,8 @@ from sklearn.mixture import GaussianMixture
 
 import nctk
 from nctk.errors import InputError
+from nctk.sampling import proportional
 from nctk.transfer import get_method
-from nctk.transfer._sampling import stratified_subsample
 from nctk.transfer.leep import nleep, pca_keeping_energy
 
 
@@ -150,13 +150,13 @@ def test_feature_scale_does_not_matter(data, scale):
         assert nleep((features * scale).astype(dtype), labels) == pytest.approx(base, rel=1e-5)
 
 
-def test_large_inputs_use_a_seeded_stratified_subsample(data):
+def test_large_inputs_use_a_seeded_proportional(data):
     features, labels = data
     big = np.repeat(features, 5, axis=0) + np.random.default_rng(3).normal(
         scale=0.1, size=(300, 6))
     big_labels = np.repeat(labels, 5)
     got = nleep(big, big_labels, max_samples=60, seed=4)
-    rows = stratified_subsample(np.unique(big_labels, return_inverse=True)[1], 60, 4)
+    rows = proportional(np.unique(big_labels, return_inverse=True)[1], 60, 4)
     assert got == nleep(big[rows], big_labels[rows], max_samples=None, seed=4)
     assert nleep(big, big_labels, max_samples=None) != got
     with pytest.raises(InputError, match="max_samples"):

@@ -9,7 +9,8 @@ from scipy.spatial.distance import pdist
 
 import nctk
 from nctk.errors import InputError
-from nctk.transfer.parc import _spearman_with_binary, parc, stratified_subsample
+from nctk.sampling import proportional
+from nctk.transfer.parc import _spearman_with_binary, parc
 
 
 def parc_by_rdms(features: np.ndarray, labels: np.ndarray, dim: int = 32) -> float:
@@ -83,20 +84,9 @@ def test_sample_permutation_and_label_renaming(data):
         assert parc(features, renamed) == pytest.approx(base, rel=1e-12)
 
 
-def test_stratified_subsample_is_proportional_exact_and_seeded():
-    codes = np.repeat([0, 1, 2], [50, 30, 20])
-    keep = stratified_subsample(codes, 10, seed=4)
-    assert keep.shape == (10,)
-    assert np.unique(keep).shape == (10,)
-    assert np.all(np.diff(keep) > 0)
-    np.testing.assert_array_equal(np.bincount(codes[keep]), [5, 3, 2])
-    np.testing.assert_array_equal(stratified_subsample(codes, 10, seed=4), keep)
-    assert np.bincount(codes[stratified_subsample(codes, 7, seed=0)]).sum() == 7
-
-
 def test_large_inputs_use_the_seeded_subsample(data):
     features, labels = data
-    keep = stratified_subsample(labels, 20, seed=5)
+    keep = proportional(labels, 20, 5)
     assert parc(features, labels, max_samples=20, seed=5) == pytest.approx(
         parc(features[keep], labels[keep], max_samples=None), rel=1e-12)
     assert parc(features, labels, max_samples=30) == parc(features, labels, max_samples=None)

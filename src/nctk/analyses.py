@@ -23,6 +23,7 @@ import numpy as np
 
 from nctk.errors import InputError
 from nctk.evaluation import undefined_reason, weighted_tau
+from nctk.sampling import at_most_per_class
 from nctk.transfer.registry import Components, Method, get_method
 from nctk.validation import encode_labels
 
@@ -133,20 +134,6 @@ def weight_sweep(raw: Mapping[str, Components], truth: Mapping[str, float],
     return sweep
 
 
-def stratified_subsample(codes: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
-    """Indices of min(k, n_c) samples of every class c, drawn without replacement.
-
-    Args:
-        codes: (N,) class codes 0..C-1. k: samples per class. rng: the random generator.
-
-    Returns:
-        sorted (sum_c min(k, n_c),) int64 indices (the samples keep their original order).
-    """
-    picked = [rng.choice(np.flatnonzero(codes == c), size=min(k, int((codes == c).sum())),
-                         replace=False) for c in range(int(codes.max()) + 1)]
-    return np.sort(np.concatenate(picked))
-
-
 def few_shot(pool: Mapping[str, Any], labels: Any, truth: Mapping[str, float],
              methods: Sequence[str | Method], *, shots: Sequence[int] = DEFAULT_SHOTS,
              repeats: int = 5, seed: int = 0,
@@ -212,7 +199,7 @@ def _few_shot(arrays: Callable[[Method, np.ndarray], dict[str, Any]], labels: An
         if k > smallest:
             notes.append(f"k={k}: {int((encoded.counts < k).sum())} class(es) have fewer than "
                          f"{k} samples (smallest {smallest}); those classes are used whole")
-        draws = [stratified_subsample(encoded.codes, k, np.random.default_rng([seed, k, r]))
+        draws = [at_most_per_class(encoded.codes, k, np.random.default_rng([seed, k, r]))
                  for r in range(repeats)]
         for meth in metas:
             opts = dict((options or {}).get(meth.name, {}))

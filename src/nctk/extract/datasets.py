@@ -38,6 +38,7 @@ from nctk.extract import specs
 from nctk.extract.cache import files_fingerprint
 from nctk.extract.kinds import hf_dataset_name
 from nctk.extract.specs import DataRequest
+from nctk.sampling import at_most_per_class
 from nctk.validation import encode_labels
 
 #: Most encoded image bytes :meth:`LabelledImages.packed` carries along (2 GiB).
@@ -436,18 +437,7 @@ class _HFReader:
 
 
 def subsample_per_class(dataset: LabelledImages, k: int, seed: int = 0) -> LabelledImages:
-    """At most ``k`` samples per class, drawn without replacement with ``seed``.
-
-    Classes with fewer than ``k`` samples keep all of theirs. The kept samples stay in
-    dataset order, so every model of a pool sees the same samples in the same order.
-    """
-    if not isinstance(k, int | np.integer) or isinstance(k, bool) or k < 1:
-        raise InputError(f"samples per class must be a positive integer, got {k!r}")
-    rng = np.random.default_rng(seed)
-    chosen = []
-    for code in range(len(dataset.classes)):
-        members = np.flatnonzero(dataset.labels == code)
-        if members.size > k:
-            members = rng.choice(members, size=int(k), replace=False)
-        chosen.append(members)
-    return dataset.subset(np.sort(np.concatenate(chosen)))
+    """At most ``k`` samples per class (:func:`nctk.sampling.at_most_per_class` with
+    ``seed``), in dataset order, so every model of a pool sees the same samples in the
+    same order; classes with fewer than ``k`` samples keep all of theirs."""
+    return dataset.subset(at_most_per_class(dataset.labels, k, seed))

@@ -22,7 +22,7 @@ import numpy as np
 
 from nctk.arrays import to_numpy
 from nctk.errors import InputError
-from nctk.transfer._sampling import stratified_subsample
+from nctk.sampling import proportional
 from nctk.transfer.registry import Method, register
 from nctk.validation import check_matrix, encode_labels
 
@@ -76,7 +76,7 @@ def knn_score(features: Any, labels: Any, *, neighbours: int = NEIGHBOURS, folds
         if isinstance(max_samples, bool) or not isinstance(max_samples, int) or max_samples < 3:
             raise InputError(f"max_samples must be an integer of at least 3, got {max_samples!r}")
         if x.shape[0] > max_samples:
-            rows = stratified_subsample(encode_labels(labels, x.shape[0]).codes, max_samples,
+            rows = proportional(encode_labels(labels, x.shape[0]).codes, max_samples,
                                         seed)
             x, labels = x[rows], to_numpy(labels)[rows]
     x = x.astype(np.float64)

@@ -28,7 +28,7 @@ import numpy as np
 from scipy import sparse, special
 
 from nctk.errors import InputError
-from nctk.transfer._sampling import stratified_subsample
+from nctk.sampling import proportional
 from nctk.transfer.registry import Method, register
 from nctk.validation import check_matrix, encode_labels
 
@@ -167,7 +167,7 @@ def nleep(features: Any, labels: Any, *, ratio: float = 5, seed: int = 0,
         if max_samples < 3:
             raise InputError(f"max_samples must be at least 3, got {max_samples}")
         if x.shape[0] > max_samples:
-            rows = stratified_subsample(codes, max_samples, seed)
+            rows = proportional(codes, max_samples, seed)
             x, codes = x[rows], codes[rows]
     x = x.astype(np.float64)   # after the subsample: never a float64 copy of all N rows
     n_components = int(ratio * y.num_classes)

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from nctk.errors import InputError
-from nctk.transfer._sampling import stratified_subsample
+from nctk.sampling import proportional
 from nctk.transfer.registry import Method, register
 from nctk.validation import check_matrix, encode_labels
 
@@ -97,7 +97,7 @@ def parc(features: Any, labels: Any, *, dim: int = PARC_DIM,
         if max_samples < 3:
             raise InputError(f"max_samples must be at least 3, got {max_samples}")
         if x.shape[0] > max_samples:
-            rows = stratified_subsample(y.codes, max_samples, seed)
+            rows = proportional(y.codes, max_samples, seed)
             x, codes = x[rows], codes[rows]
     x = x.astype(np.float64)   # after the subsample: never a float64 copy of all N rows
     from sklearn.preprocessing import StandardScaler
