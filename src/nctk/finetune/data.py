@@ -1,4 +1,4 @@
-"""Labelled torch datasets for fine-tuning: labels, class codes, seeded splits, subsets.
+"""Labelled torch datasets for fine-tuning: labels, class codes, seeded subsets.
 
 Any map-style ``torch.utils.data.Dataset`` whose items are ``(input, label)`` works; its
 labels are read without loading inputs when possible (``label_values()`` of
@@ -12,11 +12,11 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-from sklearn.model_selection import train_test_split
 from torch.utils.data import Dataset, Subset, TensorDataset
 
 from nctk.arrays import to_numpy
 from nctk.errors import InputError
+from nctk.sampling import exactly_per_class
 from nctk.validation import EncodedLabels, encode_labels
 
 
@@ -71,42 +71,12 @@ def encode_dataset(dataset: Dataset, name: str = "train data", *,
     return CodedDataset(dataset, codes), EncodedLabels(codes, np.asarray(classes), counts)
 
 
-def split_train_val(codes: np.ndarray, val_fraction: float, seed: int
-                    ) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded stratified split of sample indices into (train, validation), both sorted.
-
-    ``val_fraction`` = 0 gives an empty validation set. Raises :class:`InputError` when the
-    data cannot give every class a sample on both sides.
-    """
-    n = len(codes)
-    if not 0.0 <= val_fraction < 1.0:
-        raise InputError(f"validation fraction must be in [0, 1), got {val_fraction}",
-                         array="val_fraction")
-    if val_fraction == 0.0:
-        return np.arange(n), np.arange(0)
-    num_classes = int(codes.max()) + 1
-    n_val = round(val_fraction * n)
-    if n_val < num_classes or n - n_val < num_classes:
-        raise InputError(f"dataset too small for the split: {n} samples, {num_classes} classes, "
-                         f"validation fraction {val_fraction} gives {n_val} validation samples "
-                         "(each side needs at least one per class)", array="train data")
-    train, val = train_test_split(np.arange(n), test_size=n_val, random_state=seed,
-                                  stratify=codes)
-    return np.sort(train), np.sort(val)
-
-
 def per_class_subset(dataset: Dataset, per_class: int, seed: int) -> Subset:
-    """A seeded subset with ``per_class`` samples of every class (Figure 11's data scarcity).
+    """A seeded subset with ``per_class`` samples of every class (Figure 11's data scarcity):
+    :func:`nctk.sampling.exactly_per_class`.
 
     Raises :class:`InputError` if a class has fewer samples.
     """
-    labels = dataset_labels(dataset)
-    rng = np.random.default_rng(seed)
-    chosen = []
-    for value in np.unique(labels):
-        members = np.flatnonzero(labels == value)
-        if len(members) < per_class:
-            raise InputError(f"class {value!r} has {len(members)} samples, fewer than "
-                             f"{per_class} per class", array="train data")
-        chosen.append(rng.choice(members, per_class, replace=False))
-    return Subset(dataset, np.sort(np.concatenate(chosen)).tolist())
+    classes, codes = np.unique(dataset_labels(dataset), return_inverse=True)
+    chosen = exactly_per_class(codes, per_class, seed, classes=classes, what="train data")
+    return Subset(dataset, chosen.tolist())

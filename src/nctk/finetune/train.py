@@ -33,10 +33,11 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset, default_collate
 
 from nctk.errors import InputError
-from nctk.finetune.data import encode_dataset, split_train_val
+from nctk.finetune.data import encode_dataset
 from nctk.finetune.methods import METHOD_LABELS, FineTuneNet
 from nctk.io import atomic_path
 from nctk.progress import progress_bar
+from nctk.sampling import train_validation_split
 
 CHECKPOINT_NAME = "checkpoint.pt"
 
@@ -250,7 +251,7 @@ def finetune(model: nn.Module, train_data: Dataset, *, method: str,
     started = time.perf_counter()
     device = _device(config)
     coded, encoded = encode_dataset(train_data)
-    train_idx, val_idx = split_train_val(encoded.codes, config.val_fraction, config.seed)
+    train_idx, val_idx = train_validation_split(encoded.codes, config.val_fraction, config.seed)
     torch.manual_seed(config.seed)
     net = FineTuneNet(model, encoded.num_classes, method, unit, unit_names).to(device)
     identity = _identity(net, model_name or type(model).__name__, config, train_idx)
