@@ -60,3 +60,20 @@ def test_demo_errors_name_its_options(capsys):
     assert main(["demo", "--models", "cnn_small", "--no-report", "--quiet"]) == 2
     assert capsys.readouterr().err.strip() == (
         "nctk demo: error: --models: a ranking needs at least 2 distinct models")
+
+
+def test_library_log_records_are_one_line_in_the_commands_terms(monkeypatch, capsys):
+    import logging
+
+    import nctk.cli.extract as extract_cli
+
+    def logs_and_fails(args):
+        logging.getLogger("nctk.extract.engine").warning("skipped 2 images;\n  pass "
+                                                         "skip_bad_images=True")
+        logging.getLogger("nctk.extract.engine").debug("not shown")
+        return 0
+
+    monkeypatch.setattr(extract_cli, "run", logs_and_fails)
+    assert main(["extract", "--models", "m", "--data", "d", "--out", "o"]) == 0
+    assert capsys.readouterr().err == "nctk: skipped 2 images; pass --skip-bad-images\n"
+    assert logging.getLogger("nctk").handlers == []  # removed after the command

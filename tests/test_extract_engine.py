@@ -193,7 +193,7 @@ def make_folder(root: Path, counts: dict[str, int], bad: dict[str, int] | None =
     return root
 
 
-def test_bad_images_fail_or_are_skipped_and_counted(tmp_path, capsys):
+def test_bad_images_fail_or_are_skipped_and_counted(tmp_path, caplog):
     folder = make_folder(tmp_path / "imgs", {"a": 3, "b": 3}, bad={"b": 2})
     adapter = adapter_for(CountingNet())
     with pytest.raises(InputError, match=r"zz0\.jpg: cannot read image"):
@@ -201,21 +201,21 @@ def test_bad_images_fail_or_are_skipped_and_counted(tmp_path, capsys):
     result = extract_features(adapter, f"imagefolder:{folder}", batch_size=2, progress=False,
                               num_workers=0, skip_bad_images=True)
     assert result.labels.tolist() == ["a", "a", "a", "b", "b", "b"]
-    assert "skipped 2 unreadable image(s)" in capsys.readouterr().err
+    assert "skipped 2 unreadable image(s)" in caplog.text  # logged (the CLI shows it)
     one_good_class = make_folder(tmp_path / "one", {"a": 2, "b": 0}, bad={"b": 2})
     with pytest.raises(InputError, match=r"2 unreadable image\(s\) skipped.*1 class"):
         extract_features(adapter, f"imagefolder:{one_good_class}", progress=False,
                          num_workers=0, skip_bad_images=True)
 
 
-def test_cuda_request_without_gpu_falls_back_with_a_notice(npz_data, capsys):
+def test_cuda_request_without_gpu_falls_back_with_a_notice(npz_data, caplog):
     if torch.cuda.is_available():
         pytest.skip("a GPU is present")
     path, _, _ = npz_data
     result = extract_features(adapter_for(CountingNet()), f"npz:{path}", device="cuda",
                               progress=False, num_workers=0)
     assert result.features.shape == (22, 5)
-    assert "no GPU: falls back to CPU" in capsys.readouterr().err
+    assert "no GPU: falls back to CPU" in caplog.text  # logged (the CLI shows it)
     with pytest.raises(InputError, match="unknown device"):
         extract_features(adapter_for(CountingNet()), f"npz:{path}", device="tpu9")
 

@@ -311,5 +311,5 @@ def test_cli_without_ray_says_how_to_install_it(checkpoints, tmp_path, capsys, m
                     ["extract", "--models", specs[0], "--data", data, "--out", tmp_path]):
         code, out, err = _cli(capsys, *command, "--executor", "ray")
         assert code == 2 and out == ""
-        assert err == (f"nctk {command[0]}: error: --executor ray needs Ray: "
+        assert err == (f"nctk {command[0]}: error: --executor: the Ray executor needs Ray: "
                        "pip install 'nctk[ray]'\n")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import logging
 import re
 import sys
 import warnings
@@ -83,7 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = command_parser(parser, args)
     args.flags = option_flags(command)
     try:
-        with _json_to_stdout(args), warnings.catch_warnings():
+        with _json_to_stdout(args), _log_to_stderr(args.flags), warnings.catch_warnings():
             warnings.showwarning = _one_line_warning
             return int(args.func(args) or 0)
     except InputError as err:
@@ -111,11 +112,18 @@ def command_parser(parser: argparse.ArgumentParser, args: argparse.Namespace
         parser = chosen
 
 
+#: Library parameters whose option has another name (parameter -> the option's ``dest``).
+PARAMETER_OPTIONS = {"address": "ray_address"}
+
+
 def option_flags(parser: argparse.ArgumentParser) -> dict[str, str]:
-    """Library parameter name (an option's ``dest``) -> the option (``--image-size``)."""
-    return {action.dest: next((o for o in action.option_strings if o.startswith("--")),
-                              action.option_strings[0])
-            for action in parser._actions if action.option_strings and action.dest != "help"}
+    """Library parameter name (an option's ``dest``, or :data:`PARAMETER_OPTIONS`) -> the
+    option (``--image-size``)."""
+    flags = {action.dest: next((o for o in action.option_strings if o.startswith("--")),
+                               action.option_strings[0])
+             for action in parser._actions if action.option_strings and action.dest != "help"}
+    return flags | {parameter: flags[dest] for parameter, dest in PARAMETER_OPTIONS.items()
+                    if dest in flags}
 
 
 def in_flags(text: str, flags: Mapping[str, str]) -> str:
@@ -147,6 +155,36 @@ def _one_line_warning(message: Warning | str, category: type[Warning], filename:
     """Warnings as one line on stderr (``nctk: warning: ...``), without source lines."""
     text = " ".join(str(message).split())
     print(f"nctk: warning: {text}", file=file or sys.stderr)
+
+
+class _OptionFormatter(logging.Formatter):
+    """``nctk: <message>``, with the parameters it names shown as the command's options."""
+
+    def __init__(self, flags: Mapping[str, str]):
+        super().__init__("nctk: %(message)s")
+        self.flags = flags
+
+    def format(self, record: logging.LogRecord) -> str:
+        return in_flags(" ".join(super().format(record).split()), self.flags)
+
+
+@contextlib.contextmanager
+def _log_to_stderr(flags: Mapping[str, str]) -> Iterator[None]:
+    """The library's log records (logger ``nctk``, INFO and above) as one line each on
+    standard error while a command runs."""
+    logger = logging.getLogger("nctk")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_OptionFormatter(flags))
+    level, propagate = logger.level, logger.propagate
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = propagate
 
 
 @contextlib.contextmanager

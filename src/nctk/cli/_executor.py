@@ -55,9 +55,12 @@ def make_executor(args: argparse.Namespace) -> Any:
         return LoopExecutor()
     cpus = getattr(args, "cpus_per_model", None)
     gpus = args.gpus_per_model if hasattr(args, "gpus_per_model") else 0  # shards: no GPU
-    return RayExecutor(args.ray_address, cpus_per_task=1 if cpus is None else cpus,
-                       gpus_per_task=gpus,
-                       retries=DEFAULT_RETRIES if args.retries is None else args.retries)
+    try:
+        return RayExecutor(args.ray_address, cpus_per_task=1 if cpus is None else cpus,
+                           gpus_per_task=gpus,
+                           retries=DEFAULT_RETRIES if args.retries is None else args.retries)
+    except InputError as err:  # Ray is not installed
+        raise err.located(parameter="executor") from None
 
 
 def _flag(name: str) -> str:

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -37,13 +37,13 @@ from nctk.validation import encode_labels
 CHUNK_BATCHES = 8
 
 
-def notice(message: str) -> None:
-    """One informational line on stderr."""
-    print(f"nctk: {message}", file=sys.stderr, flush=True)
+#: Where the engine reports what the caller should know (a fallback, skipped images).
+log = logging.getLogger(__name__)
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``None`` -> CUDA when available, else CPU; CUDA asked but absent -> CPU with a notice."""
+    """``None`` -> CUDA when available, else CPU; CUDA asked but absent -> CPU with a logged
+    warning."""
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -51,7 +51,7 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     except (RuntimeError, TypeError, ValueError):
         raise InputError(f"unknown device {device!r} (use cpu, cuda or cuda:N)") from None
     if resolved.type == "cuda" and not torch.cuda.is_available():
-        notice("no GPU: falls back to CPU")
+        log.warning("no GPU: falls back to CPU")
         return torch.device("cpu")
     return resolved
 
@@ -89,7 +89,8 @@ def extract_features(model: ModelAdapter | str | torch.nn.Module,
         cache_dir: where finished and partial results are kept; None computes in memory
             (no reuse, no resume).
         progress: show a tqdm progress bar.
-        skip_bad_images: skip unreadable images (counted in a notice) instead of failing.
+        skip_bad_images: skip unreadable images (counted in a logged warning) instead of
+            failing.
         num_workers: DataLoader workers (default: up to 8 on GPU, up to 3 on CPU).
         chunk_batches: batches per resumable chunk.
 
@@ -128,7 +129,8 @@ def extract_features(model: ModelAdapter | str | torch.nn.Module,
     result, skipped = _assemble(adapter.name, dataset, chunks, layer_names)
     result.source_accuracy = adapter.source_accuracy
     if skipped:
-        notice(f"{adapter.name}: skipped {len(skipped)} unreadable image(s); first: {skipped[0]}")
+        log.warning("%s: skipped %d unreadable image(s); first: %s", adapter.name, len(skipped),
+                    skipped[0])
     if cache is not None:
         save_feature_file(cache.final_path, result.features, result.labels,
                           source_logits=result.source_logits, layers=result.layers)
@@ -180,7 +182,8 @@ def _from_cache(cache: FeatureCache, name: str) -> FeatureFile:
     result.name = name
     skipped = cache.meta().get("skipped", [])
     if skipped:
-        notice(f"{name}: skipped {len(skipped)} unreadable image(s); first: {skipped[0]}")
+        log.warning("%s: skipped %d unreadable image(s); first: %s", name, len(skipped),
+                    skipped[0])
     return result
 
 

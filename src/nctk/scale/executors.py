@@ -26,7 +26,7 @@ from nctk.errors import InputError
 #: Ray's default number of retries of a failed task.
 DEFAULT_RETRIES = 3
 
-RAY_MISSING = "--executor ray needs Ray: pip install 'nctk[ray]'"
+RAY_MISSING = "the Ray executor needs Ray: pip install 'nctk[ray]'"
 
 
 @dataclass
@@ -108,7 +108,7 @@ class RayExecutor:
             except (ConnectionError, ValueError, RuntimeError) as exc:
                 where = self.address or "a local Ray instance"
                 raise InputError(f"cannot start or reach {where}: {one_line(exc)}",
-                                 file="--ray-address") from None
+                                 parameter="address") from None
             self._started = True
         if self.gpus_per_task is None:
             self.gpus_per_task = 1 if self.ray.cluster_resources().get("GPU", 0) >= 1 else 0
