@@ -48,7 +48,9 @@ def test_single_file_json_contract_table_and_plot(feature_file, tmp_path, capsys
     for metrics in data["layers"].values():
         assert CONTRACT_KEYS <= set(metrics)
     assert data["layers"]["penultimate"]["nc1"] == pytest.approx(measure(x, y)["nc1"])
-    printed = capsys.readouterr().out.splitlines()
+    captured = capsys.readouterr()
+    printed = captured.out.splitlines()
+    assert captured.err.strip() == f"wrote {out}, {png}"  # what it wrote, on stderr
     assert printed[0].split()[:3] == ["layer", "NC1", "trW/trB"]
     assert [line.split()[0] for line in printed[2:]] == ["block1", "block2", "penultimate"]
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -239,6 +239,14 @@ def test_streaming_stats_and_second_pass_give_the_same_measures():
             x[start:start + 64], y[start:start + 64]))
     for key, value in second.compute().items():
         assert value == pytest.approx(ref[key]), key
+    # every field of measure(), in its order: those needing a second pass NaN without it
+    full = from_stats(stats, classifier=w, agreement=second)
+    assert list(full) == list(ref) and list(got) == list(ref)
+    for key in ref:
+        assert full[key] == pytest.approx(ref[key], rel=1e-9), key
+    assert np.isnan([got["ncc_accuracy"], got["nc4_agreement"], got["classifier_accuracy"]]).all()
+    bare = from_stats(stats.compute())
+    assert list(bare) == list(measure(x, y)) and np.isnan(bare["numerical_rank"])
 
 
 def test_layer_profile_order_and_error_location():

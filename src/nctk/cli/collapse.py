@@ -25,7 +25,7 @@ from nctk.cli import COMMANDS
 from nctk.cli import _types as types
 from nctk.cli._executor import add_executor_arguments, make_executor
 from nctk.cli._table import fmt_number, format_table
-from nctk.cli.rank import input_files
+from nctk.cli.rank import input_files, print_notes
 from nctk.collapse import (
     PENULTIMATE,
     layer_nc1_vs_probe,
@@ -214,10 +214,12 @@ def report(args: argparse.Namespace, profiles: dict[str, dict[str, dict[str, flo
                 output["nc1_vs_probe"] = {m: p["correlation"] for m, p in probes.items()}
     if origin is not None:
         output["provenance"] = origin
+    written = []
     if args.json:
-        write_json(args.json, output)
+        written.append(write_json(args.json, output))
     if args.plot:
-        save_plot(args.plot, profiles, probes, result)
+        written.append(save_plot(args.plot, profiles, probes, result))
+    print_notes((), written, flags=args.flags)
     return 0
 
 
@@ -304,7 +306,8 @@ def correlation_line(what: str, correlation: dict[str, float]) -> str:
                                    for key in STATISTICS)
 
 
-def save_plot(path: str, profiles: dict, probes: dict, pool_result: dict | None) -> None:
+def save_plot(path: str, profiles: dict, probes: dict, pool_result: dict | None) -> Path:
+    """The NC1 plot (per layer, or against the ground truth) written to ``path``."""
     from nctk.report import nc_plots
 
     if pool_result:
@@ -319,6 +322,7 @@ def save_plot(path: str, profiles: dict, probes: dict, pool_result: dict | None)
         fig = nc_plots.plot_layer_profile(profiles, probe=probe or None)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format=plot_format(path), dpi=130)
+    return Path(path)
 
 
 def plot_format(path: str) -> str:

@@ -24,16 +24,46 @@ PENULTIMATE = "penultimate"
 MIN_PER_CLASS = 2
 
 
-def from_stats(stats: ClassStatistics | ClassStats, classifier: Any = None) -> dict[str, float]:
-    """The measures that need only class statistics (no second pass over samples).
+def from_stats(stats: ClassStatistics | ClassStats, classifier: Any = None, *,
+               agreement: NCCAgreement | None = None) -> dict[str, float]:
+    """Every measure of :func:`measure`, from class statistics (and a second pass).
 
-    Returns ``nc1, nc1_trace_ratio, cdnv, etf_error, equinorm, equiangularity,
-    equiangularity_shifted``, with a classifier also ``nc3_self_duality`` and
-    ``nc3_papyan``; given a :class:`ClassStats` kept with ``per_class_cov=True``, also
-    ``numerical_rank``.
+    The same keys as :func:`measure` (with a classifier also ``nc3_self_duality``,
+    ``nc3_papyan``, ``nc4_agreement``, ``classifier_accuracy``), in its order. Most need
+    only the class statistics; the others are NaN unless their input is given:
+
+    * ``numerical_rank``: a :class:`ClassStats` kept with ``per_class_cov=True`` (for
+      chunks of classes, :func:`~nctk.collapse.numerical_rank_from_stats`);
+    * ``ncc_accuracy`` (and with a classifier ``nc4_agreement``, ``classifier_accuracy``):
+      ``agreement``, the :class:`NCCAgreement` of a second pass over the samples against
+      these statistics' class means.
     """
     state = stats if isinstance(stats, ClassStats) else None
     final = stats.compute() if state is not None else stats
+    _check_counts(final)
+    clf = _classifier(classifier, final)
+    out = {
+        "nc1": metrics.nc1(final),
+        "nc1_trace_ratio": metrics.nc1_trace_ratio(final),
+        "cdnv": metrics.cdnv(final),
+        "numerical_rank": (numerical_rank_from_stats(state)
+                           if state is not None and state.per_class_cov else np.nan),
+        "etf_error": metrics.etf_error(final),
+        "equinorm": metrics.equinorm(final),
+        "equiangularity": metrics.equiangularity(final),
+        "equiangularity_shifted": metrics.equiangularity_shifted(final),
+        "ncc_accuracy": np.nan,
+    }
+    if clf is not None:
+        out["nc3_self_duality"] = metrics.self_duality_error(final, clf.weight)
+        out["nc3_papyan"] = metrics.self_duality_papyan(final, clf.weight)
+        out.update(nc4_agreement=np.nan, classifier_accuracy=np.nan)
+    if agreement is not None:
+        out.update(agreement.compute())
+    return profile_row(out)
+
+
+def _check_counts(final: ClassStatistics) -> None:
     small = np.flatnonzero(final.counts < MIN_PER_CLASS)
     if small.size:
         raise InputError(f"class code {int(small[0])} has {int(final.counts[small[0]])} "
@@ -41,22 +71,6 @@ def from_stats(stats: ClassStatistics | ClassStats, classifier: Any = None) -> d
                          array="labels")
     if final.num_classes < 2:
         raise InputError("has 1 class; at least 2 are needed", array="labels")
-    out = {
-        "nc1": metrics.nc1(final),
-        "nc1_trace_ratio": metrics.nc1_trace_ratio(final),
-        "cdnv": metrics.cdnv(final),
-        "etf_error": metrics.etf_error(final),
-        "equinorm": metrics.equinorm(final),
-        "equiangularity": metrics.equiangularity(final),
-        "equiangularity_shifted": metrics.equiangularity_shifted(final),
-    }
-    if state is not None and state.per_class_cov:
-        out["numerical_rank"] = numerical_rank_from_stats(state)
-    if classifier is not None:
-        clf = LinearClassifier.coerce(classifier, final.num_classes, final.means.shape[1])
-        out["nc3_self_duality"] = metrics.self_duality_error(final, clf.weight)
-        out["nc3_papyan"] = metrics.self_duality_papyan(final, clf.weight)
-    return out
 
 
 def measure(features: Any, labels: Any, *, classifier: Any = None) -> dict[str, float]:
@@ -104,11 +118,10 @@ def _measure(features: Any, labels: Any, *, classifier: Any, name: str) -> dict[
     x64 = x.astype(np.float64)
     final = ClassStats(encoded.num_classes, x.shape[1]).update(x64, encoded.codes).compute()
     clf = _classifier(classifier, final)
-    out = from_stats(final, clf)
+    out = from_stats(final, clf,
+                     agreement=NCCAgreement(final.means, clf).update(x64, encoded.codes))
     out["numerical_rank"] = numerical_rank_from_samples(x64, encoded.codes, encoded.num_classes)
-    ncc = NCCAgreement(final.means, clf)
-    out.update(ncc.update(x64, encoded.codes).compute())
-    return profile_row(out)
+    return out
 
 
 def profile_row(values: Mapping[str, Any]) -> dict[str, float]:
