@@ -116,6 +116,36 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     extracting = args.models is not None or args.data is not None
+    check_arguments(args, extracting)
+    head = load_classifier(args.classifier) if args.classifier else None
+    if args.ground_truth:
+        load_ground_truth(args.ground_truth)  # a bad file fails before any work
+    if args.shards is not None or args.executor == "ray":
+        return report(args, sharded_profiles(args, head), {}, None)
+    if extracting:
+        pool = extract_models(args)
+    elif len(args.features) > 1:
+        pool = load_pool(args.features)
+    else:
+        pool = [load_feature_file(args.features[0])]
+    truth = load_ground_truth(args.ground_truth, [f.name for f in pool]) \
+        if args.ground_truth else None
+    profiles = {ff.name: profile_with_head(ff, head) for ff in pool}
+    probes = ({ff.name: layer_nc1_vs_probe(ff, profile=profiles[ff.name], c=args.probe_c,
+                                           seed=args.seed, progress=not args.quiet)
+               for ff in pool}
+              if args.probe else {})
+    for name, probe in probes.items():
+        for layer, values in probe["layers"].items():
+            profiles[name][layer]["probe_accuracy"] = values["probe_accuracy"]
+    return report(args, profiles, probes,
+                  nc1_vs_transfer(pool, truth, profiles=profiles) if truth is not None
+                  else None, provenance_record(args, pool, extracting))
+
+
+def check_arguments(args: argparse.Namespace, extracting: bool) -> None:
+    """Outputs that would overwrite an input, and options that do not go together, are
+    refused before any work."""
     outputs = [Output("--json", args.json), Output("--plot", args.plot)]
     inputs = (input_files(args.features, args.ground_truth)
               + ([Input("--classifier", args.classifier)] if args.classifier else []))
@@ -140,39 +170,20 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--probe and --ground-truth are separate analyses; run them apart")
     if args.plot:
         plot_format(args.plot)
-    head = load_classifier(args.classifier) if args.classifier else None
-    if args.ground_truth:
-        load_ground_truth(args.ground_truth)  # a bad file fails before any work
-    if args.shards is not None or args.executor == "ray":
-        return report(args, sharded_profiles(args, head), {}, None)
-    if extracting:
-        pool = extract_models(args)
-    elif len(args.features) > 1:
-        pool = load_pool(args.features)
-    else:
-        pool = [load_feature_file(args.features[0])]
-    truth = load_ground_truth(args.ground_truth, [f.name for f in pool]) \
-        if args.ground_truth else None
-    profiles = {ff.name: profile_with_head(ff, head) for ff in pool}
-    probes = ({ff.name: layer_nc1_vs_probe(ff, profile=profiles[ff.name], c=args.probe_c,
-                                           seed=args.seed, progress=not args.quiet)
-               for ff in pool}
-              if args.probe else {})
-    for name, probe in probes.items():
-        for layer, values in probe["layers"].items():
-            profiles[name][layer]["probe_accuracy"] = values["probe_accuracy"]
+
+
+def provenance_record(args: argparse.Namespace, pool: list[FeatureFile], extracting: bool
+                      ) -> dict[str, Any]:
+    """What the profiles were computed from (:func:`nctk.provenance.provenance`)."""
     from nctk.cli.extract import model_specs
     from nctk.provenance import provenance
 
-    origin = provenance(
+    return provenance(
         labels=pool[0].labels, data=args.data, argv=args.argv, seed=args.seed,
         feature_files=None if extracting else [f.path or f.name for f in pool],
         models=dict(zip([f.name for f in pool], model_specs(args.models), strict=True))
         if extracting else None,
         extra={"probe": {"c": args.probe_c, "seed": args.seed}} if args.probe else None)
-    return report(args, profiles, probes,
-                  nc1_vs_transfer(pool, truth, profiles=profiles) if truth is not None
-                  else None, origin)
 
 
 def extract_models(args: argparse.Namespace) -> list[FeatureFile]:

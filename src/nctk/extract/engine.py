@@ -113,32 +113,48 @@ def extract_features(model: ModelAdapter | str | torch.nn.Module,
     cache = FeatureCache(cache_dir, cache_key(material)) if cache_dir is not None else None
     if cache is not None and cache.finished():
         result = _from_cache(cache, adapter.name)
-        result.source_accuracy = adapter.source_accuracy
-        return result
+    else:
+        chunks = _chunks(adapter, dataset, layer_names, cache, device=device,
+                         batch_size=batch_size, num_workers=num_workers, progress=progress,
+                         skip_bad_images=skip_bad_images, chunk_batches=chunk_batches)
+        result, skipped = _assemble(adapter.name, dataset, chunks, layer_names)
+        _warn_skipped(adapter.name, skipped)
+        if cache is not None:
+            _store(cache, result, {**material, "name": adapter.name, "data_spec": dataset.spec,
+                                   "samples_total": len(dataset),
+                                   "samples_kept": len(result.labels), "skipped": skipped})
+    result.source_accuracy = adapter.source_accuracy
+    return result
 
+
+def _chunks(adapter: ModelAdapter, dataset: LabelledImages, layer_names: list[str],
+            cache: FeatureCache | None, **run: Any) -> list[Chunk]:
+    """Every chunk of the extraction: those the cache holds from an interrupted run, then
+    the samples still missing, computed now (``run``: the options of :func:`_run`)."""
     chunks = list(cache.chunks()) if cache is not None else []
     done = np.zeros(len(dataset), dtype=bool)
     for chunk in chunks:
         done[chunk.positions] = True
     remaining = np.flatnonzero(~done)
     if remaining.size:
-        chunks += _run(adapter, dataset, remaining, layer_names, device=device,
-                       batch_size=batch_size, num_workers=num_workers, progress=progress,
-                       skip_bad_images=skip_bad_images, chunk_batches=chunk_batches,
-                       cache=cache, already=int(done.sum()))
-    result, skipped = _assemble(adapter.name, dataset, chunks, layer_names)
-    result.source_accuracy = adapter.source_accuracy
+        chunks += _run(adapter, dataset, remaining, layer_names, cache=cache,
+                       already=int(done.sum()), **run)
+    return chunks
+
+
+def _store(cache: FeatureCache, result: FeatureFile, record: dict[str, Any]) -> None:
+    """Keep the finished result in the cache (``record``: its key material and counts);
+    the result then points at the cached file."""
+    save_feature_file(cache.final_path, result.features, result.labels,
+                      source_logits=result.source_logits, layers=result.layers)
+    cache.finish(record)
+    result.path = str(cache.final_path)
+
+
+def _warn_skipped(name: str, skipped: Sequence[str]) -> None:
     if skipped:
-        log.warning("%s: skipped %d unreadable image(s); first: %s", adapter.name, len(skipped),
+        log.warning("%s: skipped %d unreadable image(s); first: %s", name, len(skipped),
                     skipped[0])
-    if cache is not None:
-        save_feature_file(cache.final_path, result.features, result.labels,
-                          source_logits=result.source_logits, layers=result.layers)
-        cache.finish({**material, "name": adapter.name, "data_spec": dataset.spec,
-                      "samples_total": len(dataset), "samples_kept": len(result.labels),
-                      "skipped": skipped})
-        result.path = str(cache.final_path)
-    return result
 
 
 def feature_cache(model: ModelAdapter, data: LabelledImages, cache_dir: str | os.PathLike, *,
@@ -180,10 +196,7 @@ def _from_cache(cache: FeatureCache, name: str) -> FeatureFile:
 
     result = load_feature_file(cache.final_path)
     result.name = name
-    skipped = cache.meta().get("skipped", [])
-    if skipped:
-        log.warning("%s: skipped %d unreadable image(s); first: %s", name, len(skipped),
-                    skipped[0])
+    _warn_skipped(name, cache.meta().get("skipped", []))
     return result
 
 
