@@ -173,13 +173,13 @@ def worker(task: str, spec: dict) -> dict:
         return {"seconds": time.perf_counter() - start}
     if task == "exact_terms":
         from nctk.io import load_feature_file
-        from nctk.transfer._statistics import statistics
+        from nctk.transfer._shared import shared_features
         from nctk.transfer.ncti import ncti_terms
 
         out = {}
         for path in spec["npz"]:
             f = load_feature_file(path)
-            stats = statistics(f.features, f.labels)
+            stats = shared_features(f.features, f.labels)
             stats.spectrum  # noqa: B018  (the exact float64 eigen-decomposition, first)
             terms = ncti_terms(stats, f.labels)
             out[f.name] = {t: getattr(terms, t) for t in TERMS}

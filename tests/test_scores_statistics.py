@@ -10,7 +10,7 @@ import pytest
 
 import nctk
 from nctk.transfer import get_method
-from nctk.transfer._statistics import statistics
+from nctk.transfer._shared import shared_features
 from nctk.transfer.ranking import rank_arrays
 from scores_core_data import blobs
 
@@ -30,14 +30,14 @@ def test_values_do_not_depend_on_what_ran_before(shape):
     x = x.astype(np.float32)
     alone = {name: _value(name, x, y) for name in SHARED}
     for order in itertools.islice(itertools.permutations(SHARED), 0, None, 17):
-        stats = statistics(x, y)
+        stats = shared_features(x, y)
         for name in order:
             assert _value(name, stats, y) == pytest.approx(alone[name], rel=1e-10), (name, order)
 
 
 def test_numpy_methods_read_the_shared_features():
     x, y = blobs(n=120, d=12, classes=3, seed=3)
-    stats = statistics(x, y)
+    stats = shared_features(x, y)
     for name in ("parc", "gbc", "transrate", "nleep"):
         assert nctk.score(name, stats, y) == nctk.score(name, x, y)
 
@@ -45,7 +45,7 @@ def test_numpy_methods_read_the_shared_features():
 def test_statistics_belong_to_their_labels():
     x, y = blobs(n=50, d=5, classes=2, seed=4)
     with pytest.raises(ValueError, match="other labels"):
-        nctk.score("hscore", statistics(x, y), y.copy())
+        nctk.score("hscore", shared_features(x, y), y.copy())
 
 
 @pytest.mark.parametrize("workers", [1, 2])

@@ -1,8 +1,10 @@
 """Streaming class statistics: the state every neural-collapse measure is computed from.
 
-:class:`ClassStats` is a torchmetrics-style state (``update`` per batch, ``merge`` across
-shards or GPUs, ``compute`` once). It keeps, per class k of K and in float64 whatever the
-input dtype,
+:class:`ClassStats` is the **accumulator**, a torchmetrics-style state (``update`` per
+batch, ``merge`` across shards or GPUs, ``compute`` once); :class:`ClassSummary` is the
+**summary** its ``compute`` returns (means and covariances, plain float64 arrays), which the
+measures of :mod:`nctk.collapse` read. The accumulator keeps, per class k of K and in
+float64 whatever the input dtype,
 
 - the count n_k and the mean mu_k (d,),
 - the pooled within-class scatter W = sum_i (x_i - mu_{y_i})(x_i - mu_{y_i})^T (d, d),
@@ -39,8 +41,9 @@ from nctk.validation import check_matrix, encode_labels
 
 
 @dataclass(frozen=True)
-class ClassStatistics:
-    """Finalised class statistics (float64 numpy arrays), the output of ``ClassStats.compute``.
+class ClassSummary:
+    """The summary of class statistics (float64 numpy arrays), what ``ClassStats.compute``
+    returns.
 
     Normalisations (those of Li et al. 2023 and rhubarbwu/neural-collapse):
 
@@ -77,7 +80,7 @@ class ClassStatistics:
 
 
 class ClassStats:
-    """Per-class counts, means and centred scatter, accumulated batch by batch.
+    """The accumulator: per-class counts, means and centred scatter, batch by batch.
 
     Args:
         num_classes: K; labels passed to :meth:`update` are integer codes 0..K-1 (map
@@ -179,7 +182,7 @@ class ClassStats:
             return np.zeros(self.num_classes, dtype=np.int64)
         return to_numpy(self._state.counts).astype(np.int64)
 
-    def compute(self) -> ClassStatistics:
+    def compute(self) -> ClassSummary:
         """The finalised statistics; every class must have at least one sample."""
         counts = self.counts
         empty = np.flatnonzero(counts == 0)
@@ -192,7 +195,7 @@ class ClassStats:
         global_mean = means.mean(0)
         centred = means - global_mean
         n = counts.sum()
-        return ClassStatistics(
+        return ClassSummary(
             counts=counts,
             means=means,
             global_mean=global_mean,

@@ -1,6 +1,6 @@
 """Neural-collapse measures computed from finalised class statistics.
 
-Every function takes :class:`nctk.stats.ClassStatistics` (float64) and returns a plain
+Every function takes :class:`nctk.stats.ClassSummary` (float64) and returns a plain
 float. Conventions, shared with Li et al. (2023) and rhubarbwu/neural-collapse: K classes,
 class means mu_k, global mean m_G = (1/K) sum_k mu_k (mean of the class means), centred
 means mu~_k = mu_k - m_G, biased (1/n) variances; Sigma_W is pooled over samples (/N) and
@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial.distance import pdist
 
-from nctk.stats import ClassStatistics
+from nctk.stats import ClassSummary
 
 
 def pinv_rtol(dim: int) -> float:
@@ -26,7 +26,7 @@ def pinv_rtol(dim: int) -> float:
     return dim * np.finfo(np.float64).eps
 
 
-def nc1(stats: ClassStatistics) -> float:
+def nc1(stats: ClassSummary) -> float:
     """NC1 = (1/K) tr(Sigma_W Sigma_B^+)  (Papyan et al. 2020; Li et al. 2023, eq. 4).
 
     Computed in the K-dimensional span of the centred means instead of inverting a d x d
@@ -42,13 +42,13 @@ def nc1(stats: ClassStatistics) -> float:
     return float(np.sum(within / eigvals) / stats.num_classes)
 
 
-def nc1_trace_ratio(stats: ClassStatistics) -> float:
+def nc1_trace_ratio(stats: ClassSummary) -> float:
     """tr(Sigma_W) / tr(Sigma_B): the library's "quotient" surrogate of NC1, no inverse."""
     between = float(np.trace(stats.between_covariance))
     return _ratio(float(np.trace(stats.within_covariance)), between)
 
 
-def cdnv(stats: ClassStatistics) -> float:
+def cdnv(stats: ClassSummary) -> float:
     """Class-distance normalised variance (Galanti et al. 2022), averaged over class pairs.
 
     CDNV = mean_{i<j} (Var_i + Var_j) / (2 ||mu_i - mu_j||^2), with the biased variances
@@ -67,7 +67,7 @@ def cdnv(stats: ClassStatistics) -> float:
     return float(np.mean(terms))
 
 
-def equinorm(stats: ClassStatistics) -> float:
+def equinorm(stats: ClassSummary) -> float:
     """NC2 equinorm: std_k ||mu~_k|| / mean_k ||mu~_k|| (Papyan et al. 2020, Fig. 4).
 
     The std is the population one (ddof=0), so K equal norms give exactly 0.
@@ -76,20 +76,20 @@ def equinorm(stats: ClassStatistics) -> float:
     return _ratio(float(np.std(norms)), float(np.mean(norms)))
 
 
-def equiangularity(stats: ClassStatistics) -> float:
+def equiangularity(stats: ClassSummary) -> float:
     """NC2 equiangularity: the population std of cos(mu~_i, mu~_j) over the pairs i<j
     (Papyan et al. 2020, Fig. 5). 0 when all angles are equal."""
     return float(np.std(_pair_cosines(stats)))
 
 
-def equiangularity_shifted(stats: ClassStatistics) -> float:
+def equiangularity_shifted(stats: ClassSummary) -> float:
     """Papyan et al.'s maximal-angle measure: mean_{i<j} |cos(mu~_i, mu~_j) + 1/(K-1)|.
 
     0 only when every pair has the simplex-ETF angle arccos(-1/(K-1))."""
     return float(np.mean(np.abs(_pair_cosines(stats) + 1.0 / (stats.num_classes - 1))))
 
 
-def etf_error(stats: ClassStatistics) -> float:
+def etf_error(stats: ClassSummary) -> float:
     """Distance of the centred means from a simplex ETF (rhubarbwu ``simplex_etf_error``).
 
     err = || G/||G||_F - (I_K - 11^T/K)/sqrt(K-1) ||_F with G = M~ M~^T (K, K). It
@@ -99,7 +99,7 @@ def etf_error(stats: ClassStatistics) -> float:
     return _etf_distance(centred @ centred.T)
 
 
-def self_duality_error(stats: ClassStatistics, weight: np.ndarray) -> float:
+def self_duality_error(stats: ClassSummary, weight: np.ndarray) -> float:
     """NC3 as in rhubarbwu ``self_duality_error``: the ETF error of G = W M~^T (K, K).
 
     ``weight`` is the (K, d) classifier, row k for class k. 0 when W is proportional to M~
@@ -107,7 +107,7 @@ def self_duality_error(stats: ClassStatistics, weight: np.ndarray) -> float:
     return _etf_distance(weight @ stats.centred_means.T)
 
 
-def self_duality_papyan(stats: ClassStatistics, weight: np.ndarray) -> float:
+def self_duality_papyan(stats: ClassSummary, weight: np.ndarray) -> float:
     """NC3 as Papyan et al. (2020, Fig. 6): || W/||W||_F - M~/||M~||_F ||_F."""
     centred = stats.centred_means
     return float(np.linalg.norm(weight / np.linalg.norm(weight)
@@ -123,7 +123,7 @@ def _etf_distance(gram: np.ndarray) -> float:
     return float(np.linalg.norm(gram / norm - target))
 
 
-def _between_eigen(stats: ClassStatistics) -> tuple[np.ndarray, np.ndarray]:
+def _between_eigen(stats: ClassSummary) -> tuple[np.ndarray, np.ndarray]:
     """Non-null eigenpairs (lambda_j, v_j as columns of (d, r)) of Sigma_B."""
     _, sing, vt = np.linalg.svd(stats.centred_means, full_matrices=False)
     eigvals = sing**2 / stats.num_classes
@@ -131,7 +131,7 @@ def _between_eigen(stats: ClassStatistics) -> tuple[np.ndarray, np.ndarray]:
     return eigvals[keep], vt[keep].T
 
 
-def _pair_cosines(stats: ClassStatistics) -> np.ndarray:
+def _pair_cosines(stats: ClassSummary) -> np.ndarray:
     centred = stats.centred_means
     norms = np.linalg.norm(centred, axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):

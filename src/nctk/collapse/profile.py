@@ -13,7 +13,7 @@ from nctk.collapse.ncc import LinearClassifier, NCCAgreement
 from nctk.collapse.rank import numerical_rank_from_samples, numerical_rank_from_stats
 from nctk.errors import InputError
 from nctk.io import FeatureFile
-from nctk.stats import ClassStatistics, ClassStats
+from nctk.stats import ClassStats, ClassSummary
 from nctk.validation import check_matrix, encode_labels
 
 #: Penultimate features appear under this name in a layer profile.
@@ -24,7 +24,7 @@ PENULTIMATE = "penultimate"
 MIN_PER_CLASS = 2
 
 
-def from_stats(stats: ClassStatistics | ClassStats, classifier: Any = None, *,
+def from_stats(stats: ClassSummary | ClassStats, classifier: Any = None, *,
                agreement: NCCAgreement | None = None) -> dict[str, float]:
     """Every measure of :func:`measure`, from class statistics (and a second pass).
 
@@ -63,7 +63,7 @@ def from_stats(stats: ClassStatistics | ClassStats, classifier: Any = None, *,
     return profile_row(out)
 
 
-def _check_counts(final: ClassStatistics) -> None:
+def _check_counts(final: ClassSummary) -> None:
     small = np.flatnonzero(final.counts < MIN_PER_CLASS)
     if small.size:
         raise InputError(f"class code {int(small[0])} has {int(final.counts[small[0]])} "
@@ -129,7 +129,7 @@ def profile_row(values: Mapping[str, Any]) -> dict[str, float]:
     return {key: float(values[key]) for key in _ORDER if key in values}
 
 
-def _classifier(classifier: Any, final: ClassStatistics) -> LinearClassifier | None:
+def _classifier(classifier: Any, final: ClassSummary) -> LinearClassifier | None:
     if classifier is None:
         return None
     return LinearClassifier.coerce(classifier, final.num_classes, final.means.shape[1])

@@ -38,11 +38,11 @@ from typing import Any
 import torch
 
 from nctk.transfer._gaussian import F64, one_hot, to_float
-from nctk.transfer._statistics import FeatureStatistics, statistics
+from nctk.transfer._shared import SharedFeatures, shared_features
 from nctk.transfer.registry import Method, register
 
 
-def between_energy(stats: FeatureStatistics) -> torch.Tensor:
+def between_energy(stats: SharedFeatures) -> torch.Tensor:
     """(r,) e_j = ||B v_j||^2 per eigenvector of the centred Gram; 0 where it is null."""
     data, spec = stats.data, stats.spectrum
     weights = (data.counts / (data.n - 1)).sqrt()
@@ -64,18 +64,18 @@ def hscore(features: Any, labels: Any, *, device: Any = None) -> float:
     """H-score tr(pinv(cov f) cov g) of one model (higher is better).
 
     Args:
-        features: (N, D) numpy array or torch tensor (or its FeatureStatistics);
+        features: (N, D) numpy array or torch tensor (or its SharedFeatures);
             float64 on its device.
         labels: (N,) any labels, at least 2 classes.
         device: force a torch device (default: the input's).
     """
-    stats = statistics(features, labels, device=device)
+    stats = shared_features(features, labels, device=device)
     spec = stats.spectrum
     keep = ~spec.null(*stats.shape)
     return to_float((stats.data.n - 1) * _kept_sum(between_energy(stats), spec.values, keep))
 
 
-def ledoit_wolf_shrinkage(stats: FeatureStatistics) -> tuple[float, float]:
+def ledoit_wolf_shrinkage(stats: SharedFeatures) -> tuple[float, float]:
     """(a, mu): Ledoit-Wolf shrinkage of S = f_c^T f_c / N and mu = tr S / D."""
     n, d = stats.shape
     values = stats.spectrum.values / n                           # non-zero eigenvalues of S
@@ -91,12 +91,12 @@ def regularised_hscore(features: Any, labels: Any, *, device: Any = None) -> flo
     """Regularised H-score tr(pinv(Sigma_LW) (1 - a) cov g) of one model (higher is better).
 
     Args:
-        features: (N, D) numpy array or torch tensor (or its FeatureStatistics);
+        features: (N, D) numpy array or torch tensor (or its SharedFeatures);
             float64 on its device.
         labels: (N,) any labels, at least 2 classes.
         device: force a torch device (default: the input's).
     """
-    stats = statistics(features, labels, device=device)
+    stats = shared_features(features, labels, device=device)
     shrinkage, mu = ledoit_wolf_shrinkage(stats)
     n = stats.data.n
     spec = stats.spectrum

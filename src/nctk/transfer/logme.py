@@ -30,7 +30,7 @@ import torch
 
 from nctk.errors import InputError
 from nctk.transfer._gaussian import F64, one_hot, to_float
-from nctk.transfer._statistics import FeatureStatistics, statistics
+from nctk.transfer._shared import SharedFeatures, shared_features
 from nctk.transfer.registry import Method, register
 
 ROUNDS = 11
@@ -42,7 +42,7 @@ def null_cutoff(n: int, d: int) -> float:
     return max(n, d) * torch.finfo(F64).eps
 
 
-def target_projections(stats: FeatureStatistics) -> tuple[torch.Tensor, torch.Tensor, int]:
+def target_projections(stats: SharedFeatures) -> tuple[torch.Tensor, torch.Tensor, int]:
     """(z (k, K), s (k,), null): z = U^T T for the left singular vectors U of f with
     non-zero singular values s, the one-hot T, and ``null`` = min(N, D) - k zero ones.
 
@@ -143,7 +143,7 @@ def logme_score(features: Any, labels: Any, *, variant: str = "fixed_point",
     """LogME of one model: mean over classes of the log-evidence per sample.
 
     Args:
-        features: (N, D) numpy array or torch tensor (or its FeatureStatistics), cast
+        features: (N, D) numpy array or torch tensor (or its SharedFeatures), cast
             to float64 on its device.
         labels: (N,) any labels, at least 2 classes.
         variant: ``"fixed_point"`` (default, as the NCTI/SFDA tables) or ``"icml"``.
@@ -152,7 +152,7 @@ def logme_score(features: Any, labels: Any, *, variant: str = "fixed_point",
     if variant not in VARIANTS:
         raise InputError(f"unknown LogME variant '{variant}'; choose from "
                          f"{', '.join(VARIANTS)}")
-    stats = statistics(features, labels, device=device)
+    stats = shared_features(features, labels, device=device)
     data = stats.data
     if not bool(data.x.any()):
         raise InputError("is all zeros; LogME's evidence is undefined", array="features")

@@ -32,7 +32,7 @@ import torch
 from nctk.errors import InputError
 from nctk.transfer._gaussian import to_float, true_class_probability
 from nctk.transfer._lda import fit_eigen, fit_svd
-from nctk.transfer._statistics import statistics
+from nctk.transfer._shared import shared_features
 from nctk.transfer.registry import Components, Method, register
 
 PCA_DIM = 64
@@ -87,7 +87,7 @@ def ncti_terms(features: Any, labels: Any, *, pca_dim: int = PCA_DIM,
 
     Args:
         features: (N, d) numpy array or torch tensor (computed on its device, float64), or
-            its FeatureStatistics (shared with other scores of the same model).
+            its SharedFeatures (shared with other scores of the same model).
         labels: (N,) any labels; at least 2 classes.
         pca_dim: PCA dimension (64 in the paper and code); reduced to min(pca_dim, d, N - 1).
         top_variances: d* = how many top explained variances form s (32).
@@ -95,7 +95,7 @@ def ncti_terms(features: Any, labels: Any, *, pca_dim: int = PCA_DIM,
     """
     if pca_dim < 1 or top_variances < 1:
         raise InputError("pca_dim and top_variances must be positive integers")
-    stats = statistics(features, labels, device=device)
+    stats = shared_features(features, labels, device=device)
     data = stats.data
     n, d = data.x.shape
     if n < 3:

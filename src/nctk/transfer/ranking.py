@@ -109,7 +109,7 @@ def rank_arrays(arrays: Mapping[str, Mapping[str, Any]], labels: Any,
     Models are scored ``workers`` at a time, each with single-threaded kernels (torch's
     and the BLAS's thread counts are set to 1 for the duration of the call, process-wide);
     per model, every method receives the same
-    :class:`~nctk.transfer._statistics.FeatureStatistics` as its features, so the mean,
+    :class:`~nctk.transfer._shared.SharedFeatures` as its features, so the mean,
     Gram matrices, spectra and principal subspaces are formed once whatever the number
     of methods, and freed before the next model.
 
@@ -162,17 +162,17 @@ def _score_model(model: str, inputs: Mapping[str, Any], labels: Any, methods: Se
 def model_input(model: str, meth: Method, inputs: Mapping[str, Any], labels: Any,
                 shared: dict[str, Any]) -> Any:
     """The array ``meth`` reads from one model's ``inputs``; the features come as the
-    model's :class:`~nctk.transfer._statistics.FeatureStatistics`, built on first use and
+    model's :class:`~nctk.transfer._shared.SharedFeatures`, built on first use and
     kept in ``shared`` (one dict per model) for the next method."""
     if inputs.get(meth.input) is None:
         raise InputError(f"missing; method '{meth.name}' needs it", file=model, array=meth.input)
     if meth.input != "features":
         return inputs[meth.input]
     if "features" not in shared:
-        from nctk.transfer._statistics import statistics
+        from nctk.transfer._shared import shared_features
 
         try:
-            shared["features"] = statistics(inputs["features"], labels)
+            shared["features"] = shared_features(inputs["features"], labels)
         except InputError as err:
             raise err.located(file=model, array="features") from None
     return shared["features"]

@@ -37,7 +37,7 @@ from nctk.transfer._gaussian import (
     true_class_probability,
     within_scatter,
 )
-from nctk.transfer._statistics import statistics
+from nctk.transfer._shared import shared_features
 from nctk.transfer.registry import Method, register
 
 ALPHA_FLOOR = 1e-10
@@ -77,12 +77,12 @@ def sfda_score(features: Any, labels: Any, *, device: Any = None) -> float:
     """SFDA score of one model (higher is better), in (0, 1].
 
     Args:
-        features: (N, D) numpy array or torch tensor (or its FeatureStatistics);
+        features: (N, D) numpy array or torch tensor (or its SharedFeatures);
             computed in float64 on its device.
         labels: (N,) any labels, at least 2 classes.
         device: force a torch device (default: the input's).
     """
-    stats = statistics(features, labels, device=device)
+    stats = shared_features(features, labels, device=device)
     data = stats.data
     x, c = data.x, data.num_classes
     if bool((data.counts == 1).all()):

@@ -1,11 +1,14 @@
-"""One model's features and everything the scores derive from them, computed once.
+"""One model's features shared by every score that runs on it, with everything the scores
+derive from them computed once (a per-model cache over samples held in memory; the
+streaming class statistics of the collapse measures are :mod:`nctk.stats`, see
+docs/architecture.md for why there are two).
 
 Several scores of the same model need the same quantities: the column mean and class
 sums (NCTI, SFDA, LogME, H-scores), the principal subspace (NCTI, PARC), the exact
 eigen-decomposition of the centred Gram (H-score, regularised H-score), the uncentred
-Gram's (LogME). :class:`FeatureStatistics` computes each on first use and keeps it, so
+Gram's (LogME). :class:`SharedFeatures` computes each on first use and keeps it, so
 ``nctk rank --method all`` forms every O(N d^2) product once per model however many
-methods use it. Every score function of those modules accepts a ``FeatureStatistics`` in
+methods use it. Every score function of those modules accepts a ``SharedFeatures`` in
 place of its feature array (with the same labels); its value does not depend on which
 other scores ran first beyond rounding (1e-12 relative in the tests).
 
@@ -60,10 +63,11 @@ def _spectrum(gram: torch.Tensor, samples: bool) -> Spectrum:
     return Spectrum(values.flip(0).clamp_min(0), vectors.flip(1), samples)
 
 
-class FeatureStatistics:
-    """Validated features of one model with their derived statistics, each formed once.
+class SharedFeatures:
+    """Validated features of one model with the quantities the scores derive from them,
+    each formed on first use and kept (a cache, not a streaming accumulator).
 
-    Build it with :func:`statistics`. All tensors are float64 on the features' device.
+    Build it with :func:`shared_features`. All tensors are float64 on the features' device.
     """
 
     def __init__(self, data: Labelled, labels: Any):
@@ -149,17 +153,17 @@ class FeatureStatistics:
         return self._principal[k]
 
 
-def statistics(features: Any, labels: Any, *, device: Any = None,
-               min_per_class: int = 1) -> FeatureStatistics:
-    """The :class:`FeatureStatistics` of ``features``: validated once, shared by the scores.
+def shared_features(features: Any, labels: Any, *, device: Any = None,
+                    min_per_class: int = 1) -> SharedFeatures:
+    """The :class:`SharedFeatures` of ``features``: validated once, shared by the scores.
 
-    ``features`` may already be a :class:`FeatureStatistics` built for the same
+    ``features`` may already be a :class:`SharedFeatures` built for the same
     ``labels`` object; it is then returned as is (``device`` is ignored: the statistics
     live on the device they were built on).
     """
-    if isinstance(features, FeatureStatistics):
+    if isinstance(features, SharedFeatures):
         if labels is not features.labels:
-            raise ValueError("FeatureStatistics were built for other labels")
+            raise ValueError("SharedFeatures were built for other labels")
         return features
-    return FeatureStatistics(prepare(features, labels, device=device,
-                                     min_per_class=min_per_class), labels)
+    return SharedFeatures(prepare(features, labels, device=device,
+                                  min_per_class=min_per_class), labels)
