@@ -30,6 +30,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 import torch
 
 from nctk.errors import InputError
@@ -110,6 +111,32 @@ def etran_components(features: Any, labels: Any, *, energy_permille: int = ENERG
     lda = to_float(true_class_probability(logits, data.codes).mean())
     svd = svd_term(data.x, data.codes, data.num_classes)
     return {"energy": energy, "lda": lda, "svd": svd, "energy_samples": float(k)}
+
+
+def reference_etran_terms(features: np.ndarray, labels: np.ndarray, *,
+                          energy_permille: int = ENERGY_PERMILLE) -> dict[str, float]:
+    """The raw ETran terms written as their formulas (Gholami et al., ICCV 2023; the
+    official classification code), for reading and for testing :func:`etran_components`;
+    plain numpy, no validation. X (N, d), Y (N, C) one-hot:
+
+    energy = mean of the k = max(1, ⌊5N/1000⌋) smallest log Σ_j exp(x_ij);
+    lda    = (1/N) Σ_i softmax_c(x_iᵀμ_c − ‖μ_c‖²/2 + log π_c)[y_i];
+    svd    = −‖Y − X B‖_F² / (N C), B = pinv(X) Y the least-squares fit.
+    """
+    x = np.asarray(features, dtype=np.float64)
+    classes, y = np.unique(labels, return_inverse=True)
+    n = x.shape[0]
+    top = x.max(axis=1, keepdims=True)
+    energy = np.sort((top + np.log(np.exp(x - top).sum(axis=1, keepdims=True)))[:, 0])
+    means = np.stack([x[y == c].mean(axis=0) for c in range(len(classes))])
+    logits = x @ means.T - 0.5 * (means**2).sum(axis=1) + np.log(np.bincount(y) / n)
+    p = np.exp(logits - logits.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    onehot = np.eye(len(classes))[y]
+    residual = onehot - x @ np.linalg.pinv(x) @ onehot
+    return {"energy": float(energy[:max(1, energy_permille * n // 1000)].mean()),
+            "lda": float(p[np.arange(n), y].mean()),
+            "svd": float(-(residual**2).sum() / (n * len(classes)))}
 
 
 def _weights(w_energy: float, w_lda: float, w_svd: float) -> tuple[float, float, float]:
