@@ -21,6 +21,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from nctk.errors import InputError
 from nctk.transfer._gaussian import (
     class_means,
@@ -87,3 +89,37 @@ register(Method(
     summary="Spectral components weighted by nearest-class-mean posteriors (Zhang et al., "
             "AAAI 2025)",
 ))
+
+
+def reference_disco(features: np.ndarray, labels: np.ndarray, *, pca_dim: int = PCA_DIM,
+                    groups: int = GROUPS) -> float:
+    """DISCO written as its steps (Zhang et al., AAAI 2025; the official script), for
+    reading and for testing :func:`disco_score`; plain numpy, no validation.
+
+    1. Z (N, k) = PCA scores of X on k = min(pca_dim, d, N − 1) components, with singular
+       values s_j = ‖z_j‖ (SVD of the centred X);
+    2. G = min(groups, k) groups of q = ⌊k/G⌋ consecutive components; per group g:
+       r_g = Σ_{j∈g} s_j / Σ_j s_j and ncc_g = (1/N) Σ_i softmax_c(−‖z_i^g − μ_c^g‖²/2
+       + log π_c)[y_i] (identity-covariance Gaussians on the group's coordinates);
+    3. DISCO = Σ_g r_g ncc_g.
+    """
+    x = np.asarray(features, dtype=np.float64)
+    classes, y = np.unique(labels, return_inverse=True)
+    n, d = x.shape
+    k = min(pca_dim, d, n - 1)
+    centred = x - x.mean(axis=0)
+    _, singular, rows = np.linalg.svd(centred, full_matrices=False)
+    z, singular = centred @ rows[:k].T, singular[:k]
+    groups = min(groups, k)
+    size = k // groups
+    total = 0.0
+    for g in range(groups):
+        coords = z[:, g * size:(g + 1) * size]
+        means = np.stack([coords[y == c].mean(axis=0) for c in range(len(classes))])
+        logits = (-0.5 * ((coords[:, None, :] - means[None]) ** 2).sum(axis=2)
+                  + np.log(np.bincount(y) / n))
+        p = np.exp(logits - logits.max(axis=1, keepdims=True))
+        p /= p.sum(axis=1, keepdims=True)
+        total += singular[g * size:(g + 1) * size].sum() / singular.sum() * p[
+            np.arange(n), y].mean()
+    return float(total)

@@ -84,3 +84,31 @@ register(Method(
     name="gbc", score=gbc,
     summary="GBC: overlap of per-class Gaussians, Bhattacharyya coefficient (Pándy et al. 2022)",
     upper_bound=lambda num_classes, **_: 0.0))
+
+
+def reference_gbc(features: np.ndarray, labels: np.ndarray, *,
+                  gaussian: Literal["spherical", "diagonal"] = "spherical") -> float:
+    """GBC written as its formula (Pándy et al., CVPR 2022, Eq. 2-4), one pair of classes
+    at a time, for reading and for testing :func:`gbc`; plain numpy, no validation.
+
+    Class c ~ N(μ_c, diag v_c), v_c the population variance per dimension floored at 1e-4
+    (``spherical``: its mean s_c over the dimensions, as a scalar); v̄ = (v_a + v_b)/2;
+    D_B(a, b) = (1/8) Σ_d (μ_a − μ_b)²_d / v̄_d + ½ (log det v̄ − ½ log det v_a
+    − ½ log det v_b) (spherical: the logs of the scalars);  GBC = −Σ_{a≠b} exp(−D_B(a, b)).
+    """
+    x, labels = np.asarray(features, dtype=np.float64), np.asarray(labels)
+    classes = np.unique(labels)
+    mu = [x[labels == c].mean(axis=0) for c in classes]
+    var = [np.maximum(x[labels == c].var(axis=0), VARIANCE_FLOOR) for c in classes]
+    if gaussian == "spherical":
+        var = [np.array([v.mean()]) for v in var]
+    total = 0.0
+    for a in range(len(classes)):
+        for b in range(len(classes)):
+            if a != b:
+                mean_var = (var[a] + var[b]) / 2
+                distance = (np.sum((mu[a] - mu[b]) ** 2 / mean_var) / 8
+                            + (np.sum(np.log(mean_var)) - np.sum(np.log(var[a])) / 2
+                               - np.sum(np.log(var[b])) / 2) / 2)
+                total += np.exp(-distance)
+    return float(-total)

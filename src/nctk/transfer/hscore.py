@@ -35,6 +35,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 
 from nctk.transfer._gaussian import F64, one_hot, to_float
@@ -119,3 +120,36 @@ register(Method(
     score=regularised_hscore,
     summary="H-score with Ledoit-Wolf shrinkage (Ibrahim et al., NeurIPS 2021)",
 ))
+
+
+# ---------------------------------------------------------------- the formulas, plainly
+
+
+def reference_hscore(features: np.ndarray, labels: np.ndarray) -> float:
+    """The H-score written as its formula (Bao et al., ICIP 2019), for reading and for
+    testing :func:`hscore`; plain numpy, no validation.
+
+    f (N, D) the features, g (N, D) each row replaced by its class mean, cov with
+    denominator N − 1:  H = tr( pinv(cov f) · cov g ).
+    """
+    f = np.asarray(features, dtype=np.float64)
+    _, y = np.unique(labels, return_inverse=True)
+    g = np.stack([f[y == c].mean(axis=0) for c in range(y.max() + 1)])[y]
+    return float(np.trace(np.linalg.pinv(np.cov(f, rowvar=False)) @ np.cov(g, rowvar=False)))
+
+
+def reference_regularised_hscore(features: np.ndarray, labels: np.ndarray) -> float:
+    """The regularised H-score written as its formula (Ibrahim et al., NeurIPS 2021), for
+    reading and for testing :func:`regularised_hscore`:
+
+    f centred; Σ_LW and a = the Ledoit-Wolf shrunk covariance of f and its shrinkage
+    (scikit-learn ``ledoit_wolf``, biased covariance);  H = tr( pinv(Σ_LW) · (1 − a) cov g ).
+    """
+    from sklearn.covariance import ledoit_wolf
+
+    f = np.asarray(features, dtype=np.float64)
+    f = f - f.mean(axis=0)
+    _, y = np.unique(labels, return_inverse=True)
+    g = np.stack([f[y == c].mean(axis=0) for c in range(y.max() + 1)])[y]
+    shrunk, a = ledoit_wolf(f, assume_centered=True)
+    return float(np.trace(np.linalg.pinv(shrunk) @ ((1 - a) * np.cov(g, rowvar=False))))

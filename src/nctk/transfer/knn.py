@@ -76,8 +76,7 @@ def knn_score(features: Any, labels: Any, *, neighbours: int = NEIGHBOURS, folds
         if isinstance(max_samples, bool) or not isinstance(max_samples, int) or max_samples < 3:
             raise InputError(f"max_samples must be an integer of at least 3, got {max_samples!r}")
         if x.shape[0] > max_samples:
-            rows = proportional(encode_labels(labels, x.shape[0]).codes, max_samples,
-                                        seed)
+            rows = proportional(encode_labels(labels, x.shape[0]).codes, max_samples, seed)
             x, labels = x[rows], to_numpy(labels)[rows]
     x = x.astype(np.float64)
     # scikit-learn's cosine normalisation treats row norms below 10 eps (absolute) as zero;
@@ -100,3 +99,36 @@ register(Method(
             "folds)",
     upper_bound=lambda num_classes, **_: 1.0,  # an accuracy
 ))
+
+
+def reference_knn(features: np.ndarray, labels: np.ndarray, *, neighbours: int = NEIGHBOURS,
+                  folds: int = FOLDS, seed: int = 0) -> float:
+    """The k-NN accuracy written as its steps, for reading and for testing
+    :func:`knn_score` (on all samples); plain numpy, no validation.
+
+    Folds from :func:`fold_assignment` (stratified, seeded, order-free). In each fold, a
+    held-out sample i gets, from its k nearest training samples j by cosine distance
+    d_ij = 1 − x_iᵀx_j / (‖x_i‖‖x_j‖), the vote Σ_j [y_j = c] / d_ij per class c (an exact
+    match, d_ij = 0, takes the vote alone) and the class with the largest vote;
+    score = mean over the folds of their accuracy.
+    """
+    x = np.asarray(features, dtype=np.float64)
+    _, y = np.unique(labels, return_inverse=True)
+    folds = min(folds, int(np.bincount(y).min()))
+    fold = fold_assignment(x, y, folds, seed)
+    unit = x / np.linalg.norm(x, axis=1, keepdims=True)
+    k = min(neighbours, min(int((fold != f).sum()) for f in range(folds)))
+    accuracies = []
+    for f in range(folds):
+        train, test = np.flatnonzero(fold != f), np.flatnonzero(fold == f)
+        distance = 1 - unit[test] @ unit[train].T
+        correct = 0
+        for row, i in zip(distance, test, strict=True):
+            nearest = np.argsort(row, kind="stable")[:k]
+            exact = nearest[row[nearest] == 0]
+            chosen, weights = (exact, np.ones(len(exact))) if len(exact) else (
+                nearest, 1 / row[nearest])
+            votes = np.bincount(y[train[chosen]], weights=weights, minlength=y.max() + 1)
+            correct += int(np.argmax(votes) == y[i])
+        accuracies.append(correct / len(test))
+    return float(np.mean(accuracies))

@@ -204,3 +204,76 @@ register(Method(
     name="nleep", score=nleep,
     summary="NLEEP: LEEP on Gaussian-mixture responsibilities of the features (Li et al. 2021)",
     upper_bound=lambda num_classes, log=True, **_: 0.0 if log else 1.0))
+
+
+# ---------------------------------------------------------------- the formulas, plainly
+
+
+def reference_leep(source_logits: np.ndarray, labels: np.ndarray, *, log: bool = True
+                   ) -> float:
+    """LEEP written as its formula (Nguyen et al., ICML 2020, Eq. 1-2), for reading and
+    for testing :func:`leep`; plain numpy, no validation.
+
+    θ (N, K) = softmax(source logits); joint P̂(y, z) = (1/N) Σ_{i: yᵢ = y} θᵢ(z) (C, K);
+    conditional P̂(y | z) = P̂(y, z) / Σ_y' P̂(y', z);
+    LEEP = (1/N) Σᵢ log Σ_z θᵢ(z) P̂(yᵢ | z)   (``log=False``: without the log).
+    """
+    logits = np.asarray(source_logits, dtype=np.float64)
+    theta = np.exp(logits - logits.max(axis=1, keepdims=True))
+    theta /= theta.sum(axis=1, keepdims=True)
+    return _reference_leep_of(theta, labels, log)
+
+
+def _reference_leep_of(theta: np.ndarray, labels: np.ndarray, log: bool) -> float:
+    classes, y = np.unique(labels, return_inverse=True)
+    n = len(y)
+    joint = np.zeros((len(classes), theta.shape[1]))
+    for i in range(n):
+        joint[y[i]] += theta[i] / n
+    marginal = joint.sum(axis=0)
+    conditional = np.divide(joint, marginal, out=np.zeros_like(joint), where=marginal > 0)
+    likelihood = np.array([theta[i] @ conditional[y[i]] for i in range(n)])
+    return float(np.mean(np.log(likelihood)) if log else np.mean(likelihood))
+
+
+def reference_nce(source_logits: np.ndarray, labels: np.ndarray) -> float:
+    """NCE written as its formula (Tran et al., ICCV 2019), for reading and for testing
+    :func:`nce`: with z = argmax of the source logits and the empirical joint P̂(y, z),
+
+    NCE = −H(Y | Z) = Σ_{y,z} P̂(y, z) log( P̂(y, z) / P̂(z) ).
+    """
+    z = np.argmax(np.asarray(source_logits), axis=1)
+    _, y = np.unique(labels, return_inverse=True)
+    n = len(y)
+    total = 0.0
+    for yc in np.unique(y):
+        for zc in np.unique(z):
+            joint = np.sum((y == yc) & (z == zc)) / n
+            if joint > 0:
+                total += joint * np.log(joint / (np.sum(z == zc) / n))
+    return float(total)
+
+
+def reference_nleep(features: np.ndarray, labels: np.ndarray, *, ratio: float = 5,
+                    seed: int = 0, log: bool = True) -> float:
+    """NLEEP written as its steps (Li et al., CVPR 2021), for reading and for testing
+    :func:`nleep` (on all samples):
+
+    1. PCA by SVD of the centred features, keeping the fewest k components whose
+       cumulative explained-variance ratio exceeds 0.8; scaled by the power of two that
+       brings the mean column variance into [1, 4) (:func:`unit_scale`);
+    2. θ (N, ratio·C) = responsibilities of a full-covariance Gaussian mixture fitted to
+       them (scikit-learn, k-means initialisation with ``seed``);
+    3. NLEEP = LEEP with θ in place of the softmax of a source head.
+    """
+    from sklearn.mixture import GaussianMixture
+
+    x = np.asarray(features, dtype=np.float64)
+    centred = x - x.mean(axis=0)
+    _, singular, rows = np.linalg.svd(centred, full_matrices=False)
+    energy = np.cumsum(singular**2) / np.sum(singular**2)
+    k = int(np.searchsorted(energy, NLEEP_PCA_ENERGY, side="right")) + 1
+    reduced = unit_scale(centred @ rows[:k].T)
+    mixture = GaussianMixture(n_components=int(ratio * len(np.unique(labels))),
+                              random_state=seed).fit(reduced)
+    return _reference_leep_of(mixture.predict_proba(reduced), labels, log)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 import torch
 
 from nctk.errors import InputError
@@ -169,3 +170,39 @@ register(Method(
     score=logme_score,
     summary="Log maximum evidence of a Bayesian linear head (You et al., ICML 2021)",
 ))
+
+
+def reference_logme(features: np.ndarray, labels: np.ndarray) -> float:
+    """LogME written as its algorithm (You et al., ICML 2021; the fixed-point iteration
+    of the JMLR version, as thuml/LogME), for reading and for testing :func:`logme_score`;
+    plain numpy, no validation.
+
+    f (N, D) = U diag(s) Vᵀ; per class k, t = 𝟙[y = k] (N,), z = Uᵀt, r₀ = ‖t‖² − ‖z‖²,
+    σ_j = s_j². From α = β = 1, at most 11 rounds: τ = α/β, γ = Σ σ/(σ + τ),
+    m² = Σ σ z²/(σ + τ)², ρ² = Σ z² τ²/(σ + τ)² + r₀, α = γ/(m² + ε), β = (N − γ)/(ρ² + ε)
+    (ε = 1e-5), stopping once |α/β − τ|/τ ≤ 1e-3. Evidence per sample:
+    L_k = [D/2 log α + N/2 log β − ½ Σ_{j ≤ min(N, D)} log(α + β σ_j) − β/2 ρ² − α/2 m²
+    − N/2 log 2π] / N (a zero singular value adds log α);  LogME = mean_k L_k.
+    """
+    f = np.asarray(features, dtype=np.float64)
+    n, d = f.shape
+    u, s, _ = np.linalg.svd(f, full_matrices=False)
+    sigma = s**2
+    evidences = []
+    for k in np.unique(labels):
+        t = (np.asarray(labels) == k).astype(np.float64)
+        z = u.T @ t
+        outside = t @ t - z @ z
+        alpha = beta = 1.0
+        for _ in range(ROUNDS):
+            tau = alpha / beta
+            gamma = np.sum(sigma / (sigma + tau))
+            m2 = np.sum(sigma * z**2 / (sigma + tau) ** 2)
+            rho2 = np.sum(z**2 * tau**2 / (sigma + tau) ** 2) + outside
+            alpha, beta = gamma / (m2 + EPS), (n - gamma) / (rho2 + EPS)
+            if abs(alpha / beta - tau) / tau <= 1e-3:
+                break
+        evidences.append((d / 2 * np.log(alpha) + n / 2 * np.log(beta)
+                          - np.sum(np.log(alpha + beta * sigma)) / 2 - beta / 2 * rho2
+                          - alpha / 2 * m2 - n / 2 * np.log(2 * np.pi)) / n)
+    return float(np.mean(evidences))

@@ -129,6 +129,61 @@ def ncti_components(features: Any, labels: Any, **options: Any) -> Components:
     return ncti_terms(features, labels, **options).as_components()
 
 
+def reference_ncti_terms(features: np.ndarray, labels: np.ndarray, *, pca_dim: int = PCA_DIM,
+                         top_variances: int = TOP_VARIANCES) -> dict[str, float]:
+    """The raw NCTI terms written as the official ``NCTI_Score`` computes them (Wang et al.,
+    ICCV 2023; docs/methods-core.md), for reading and for testing :func:`ncti_terms`; plain
+    numpy and scipy, no validation, full-rank features assumed.
+
+    1. Z (N, k) = PCA scores on k = min(64, d, N − 1) components, λ their variances
+       (denominator N − 1); s = Σ_{j ≤ 32} λ_j, α = e^{−s}.
+    2. α ≤ 1e-10 (svd path): Σ = W/(N − C) (W the within-class scatter of Z), logits
+       l_ic = z_iᵀΣ⁻¹μ_c − ½ μ_cᵀΣ⁻¹μ_c + log π_c, projection L = (Z − z̄) Σ^{-1/2} V_r with
+       V_r the top r = min(C − 1, k) right singular vectors of the rows √n_c Σ^{-1/2}(μ_c − z̄).
+       Otherwise (eigen path): Σ_α = shr_α(W/N), T_α = shr_α(T/N) with
+       shr_α(S) = (1 − α)S + α(tr S/k)I; (T_α − Σ_α)e = ρΣ_α e with EᵀΣ_αE = I, ρ descending;
+       L = Z E_r; logits as above with Σ_α.
+    3. P = softmax(l); seli = ‖L − 𝟙 mean(L)‖_*, ncc = (1/N) Σ_i P_{i,y_i},
+       vc = log Σ_c ‖P_c‖_* (P_c: the rows of class c).
+    """
+    from scipy.linalg import eigh
+
+    x = np.asarray(features, dtype=np.float64)
+    classes, y = np.unique(labels, return_inverse=True)
+    n, d = x.shape
+    c, k = len(classes), min(pca_dim, d, n - 1)
+    centred = x - x.mean(axis=0)
+    variances, axes = np.linalg.eigh(centred.T @ centred / (n - 1))
+    z, variances = centred @ axes[:, ::-1][:, :k], variances[::-1][:k]
+    alpha = np.exp(-variances[:top_variances].sum())
+    means = np.stack([z[y == m].mean(axis=0) for m in range(c)])
+    within = (z - means[y]).T @ (z - means[y])
+    r = min(c - 1, k)
+    if alpha <= ALPHA_FLOOR:
+        sigma = within / (n - c)
+        values, vectors = np.linalg.eigh(sigma)
+        whiten = vectors / np.sqrt(values)                      # Σ^{-1/2} up to a rotation
+        weighted = np.sqrt(np.bincount(y))[:, None] * (means - z.mean(axis=0)) @ whiten
+        projection = (z - z.mean(axis=0)) @ whiten @ np.linalg.svd(weighted)[2][:r].T
+    else:
+        def shrunk(s: np.ndarray) -> np.ndarray:
+            return (1 - alpha) * s + alpha * np.trace(s) / k * np.eye(k)
+
+        sigma = shrunk(within / n)
+        zc = z - z.mean(axis=0)
+        _, vectors = eigh(shrunk(zc.T @ zc / n) - sigma, sigma)
+        projection = z @ vectors[:, ::-1][:, :r]
+    precision_means = np.linalg.solve(sigma, means.T)
+    logits = (z @ precision_means - 0.5 * np.sum(means.T * precision_means, axis=0)
+              + np.log(np.bincount(y) / n))
+    p = np.exp(logits - logits.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    nuclear = [np.linalg.svd(p[y == m], compute_uv=False).sum() for m in range(c)]
+    return {"seli": float(np.linalg.svd(projection - projection.mean(axis=0),
+                                        compute_uv=False).sum()),
+            "ncc": float(p[np.arange(n), y].mean()), "vc": float(np.log(np.sum(nuclear)))}
+
+
 def _weights(w_seli: float, w_ncc: float, w_vc: float) -> tuple[float, float, float]:
     weights = (float(w_seli), float(w_ncc), float(w_vc))
     if not all(math.isfinite(w) for w in weights):

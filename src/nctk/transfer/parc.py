@@ -124,3 +124,33 @@ register(Method(
     summary="PARC: Spearman correlation of feature and label dissimilarity matrices "
             "(Bolya et al. 2021)",
     upper_bound=lambda num_classes, **_: 100.0))  # 100 x a Spearman correlation
+
+
+def reference_parc(features: np.ndarray, labels: np.ndarray, *, dim: int = PARC_DIM) -> float:
+    """PARC written as its steps (Bolya et al., NeurIPS 2021), for reading and for testing
+    :func:`parc` (on all samples); plain numpy and scipy, no validation.
+
+    1. Z (N, k) = PCA scores on k = min(dim, N, d) components (SVD of the centred
+       features; each axis signed so that its largest entry is positive, scikit-learn's
+       convention: the row correlations below change with the signs), each column
+       z-scored (population standard deviation);
+    2. R_f = 1 − corr(rows of Z) (N, N); R_y = 1 − corr(one-hot label rows) (N, N): 0 for
+       a pair of the same class, 1 + 1/(C − 1) otherwise (written so: computed, the
+       rounding would split the ties);
+    3. PARC = 100 · Spearman( strict upper triangle of R_f, of R_y ).
+    """
+    from scipy.stats import spearmanr
+
+    x = np.asarray(features, dtype=np.float64)
+    centred = x - x.mean(axis=0)
+    _, _, rows = np.linalg.svd(centred, full_matrices=False)
+    rows = rows[:min(dim, *x.shape)]
+    rows *= np.sign(rows[np.arange(len(rows)), np.abs(rows).argmax(axis=1)])[:, None]
+    z = centred @ rows.T
+    z = (z - z.mean(axis=0)) / z.std(axis=0)
+    labels = np.asarray(labels)
+    different = labels[:, None] != labels[None, :]
+    upper = np.triu_indices(x.shape[0], k=1)
+    feature_rdm = (1 - np.corrcoef(z))[upper]
+    label_rdm = np.where(different, 1 + 1 / (len(np.unique(labels)) - 1), 0.0)[upper]
+    return float(100 * spearmanr(feature_rdm, label_rdm).statistic)

@@ -78,3 +78,20 @@ def transrate(features: Any, labels: Any, *, eps: float = TRANSRATE_EPS,
 register(Method(
     name="transrate", score=transrate,
     summary="TransRate: coding rate of features minus that within classes (Huang et al. 2022)"))
+
+
+def reference_transrate(features: np.ndarray, labels: np.ndarray, *,
+                        eps: float = TRANSRATE_EPS) -> float:
+    """TransRate written as its formula (Huang et al., ICML 2022, as tllib), for reading
+    and for testing :func:`transrate`; plain numpy, no validation.
+
+    f (N, d) globally centred, R(A) = ½ log det(I_d + AᵀA / (n_A ε)) for A with n_A rows;
+    TrR = R(f) − (1/C) Σ_c R(f_c), f_c the rows of class c (not re-centred).
+    """
+    def rate(a: np.ndarray) -> float:
+        return 0.5 * np.linalg.slogdet(np.eye(a.shape[1]) + a.T @ a / (a.shape[0] * eps))[1]
+
+    f, labels = np.asarray(features, dtype=np.float64), np.asarray(labels)
+    f = f - f.mean(axis=0)
+    classes = np.unique(labels)
+    return float(rate(f) - np.mean([rate(f[labels == c]) for c in classes]))
