@@ -61,9 +61,9 @@ def test_json_document_and_what_a_caller_adds(pool, tmp_path):
     assert data["guidance"]["notes"] == outcome.notes and "failed" not in data
     page = outcome.write_report(tmp_path / "r.html", title="t").read_text()
     assert '<section id="fine-tuning">' in page and "<p>m0 first</p>" in page
-    # the caller's section comes after the evaluation and before the timings
-    assert page.index('id="evaluation"') < page.index('id="fine-tuning"') < page.index(
-        'id="timings"')
+    # the caller's section comes first, then nctk's own
+    assert page.index('id="fine-tuning"') < page.index('id="how-to-read"') < page.index(
+        'id="evaluation"')
 
 
 def test_every_evaluation_table_is_sorted_by_weighted_tau(pool, tmp_path, capsys):

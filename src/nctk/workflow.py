@@ -98,7 +98,8 @@ class RankingOutcome:
         self.extra[key] = value
 
     def add_section(self, anchor: str, heading: str, html: str) -> None:
-        """Add a section to the report (after the ranking and evaluation sections)."""
+        """Add a section to the report, shown before nctk's own (``html`` escaped by the
+        caller; figures embedded with :func:`nctk.report.html.figure_html`)."""
         self.sections.append(ReportSection(anchor, heading, html))
 
     def to_json(self) -> dict[str, Any]:

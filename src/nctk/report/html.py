@@ -80,8 +80,9 @@ def write_report(path: str | os.PathLike, *, title: str, methods: Mapping[str, M
         prior, prior_evaluation: a data-free prior (:class:`nctk.priors.Prior`) and its
             ``evaluate(prior.values, truth)``: shown as a row of the evaluation table, the
             bar every method has to clear.
-        sections: further ``(anchor, heading, html body)`` sections (the body escaped by
-            the caller), placed after the evaluation, before the timings.
+        sections: further ``(anchor, heading, HTML body)`` sections, shown first (e.g.
+            ``nctk select``'s rung table and learning curves; bodies escaped by the caller,
+            figures embedded with :func:`figure_html`).
 
     Methods are shown with the recommended (default) method first, and the ranking
     table's rows follow its ranking (else the first method's).
@@ -95,9 +96,10 @@ def write_report(path: str | os.PathLike, *, title: str, methods: Mapping[str, M
     evaluation_rows = dict(evaluation or {})
     if evaluation and prior is not None and prior_evaluation is not None:
         evaluation_rows[f"prior: {prior.source}"] = prior_evaluation
-    body = (_ranking_sections(methods, truth, flags or {}, recommendation or recommend(methods))
+    body = (list(sections)
+            + _ranking_sections(methods, truth, flags or {}, recommendation or recommend(methods))
             + _evaluation_sections(methods, evaluation_rows, truth, evaluation)
-            + list(sections) + _detail_sections(methods, layers, provenance))
+            + _detail_sections(methods, layers, provenance))
     page = _page(title, methods, notes, body)
     path = Path(path)
     with atomic_path(path) as tmp:
@@ -250,7 +252,7 @@ def _table(head: str, rows: Iterable[str]) -> str:
             + "".join(f"<tr>{row}</tr>" for row in rows) + "</tbody></table></div>")
 
 
-def _figure_html(fig: Figure, alt: str, caption: str = "") -> str:
+def figure_html(fig: Figure, alt: str, caption: str = "") -> str:
     """Embed a figure as a base64 PNG ``<img>`` (the figure is released afterwards)."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=PNG_DPI, facecolor="white")
@@ -400,7 +402,7 @@ def _scatter_section(methods: Mapping[str, MethodResult], truth: Mapping[str, fl
                if evaluation and name in evaluation else _weighted_tau(result.scores, truth))
         fig = ranking_plots.scores_vs_truth(result.scores, truth, method=name,
                                             weighted_tau=tau)
-        figures.append(_figure_html(fig, f"{name}: scores against the ground truth"))
+        figures.append(figure_html(fig, f"{name}: scores against the ground truth"))
     return ('<p class="lead">One point per model; the method\'s top-1 pick is orange and '
             "named. A good method puts the points on a rising curve.</p>"
             f'<div class="grid">{"".join(figures)}</div>')
@@ -536,7 +538,7 @@ def _components_section(methods: Mapping[str, MethodResult]) -> str:
             values = {m: {term: _float(comps[m].get(key)) for key, term in normalised}
                       for m in order}
             fig = ranking_plots.ncti_terms(values, [term for _, term in normalised])
-            parts.append(_figure_html(fig, f"{name}: normalised terms per model",
+            parts.append(figure_html(fig, f"{name}: normalised terms per model",
                                       "Normalised terms per model, best-ranked first: "
                                       "min-max over this pool (0 = the pool's lowest, 1 = "
                                       "its highest)."))
@@ -552,7 +554,7 @@ def _components_section(methods: Mapping[str, MethodResult]) -> str:
 
 
 def _layers_section(layers: Mapping[str, Mapping[str, Mapping[str, float]]]) -> str:
-    figures = [_figure_html(fig, alt) for fig, alt in _layer_figures(layers)]
+    figures = [figure_html(fig, alt) for fig, alt in _layer_figures(layers)]
     table = _penultimate_table(layers)
     if not figures and not table:
         return '<p class="empty">No layer metrics were given.</p>'
@@ -601,4 +603,4 @@ def _timings_section(methods: Mapping[str, MethodResult]) -> str:
     return ('<p class="lead">Wall-clock seconds each method took to score the whole pool '
             "(features already extracted).</p>"
             + '<div class="side">' + _table(head, rows)
-            + _figure_html(fig, "seconds per method") + "</div>")
+            + figure_html(fig, "seconds per method") + "</div>")
