@@ -218,8 +218,10 @@ def test_cli_on_ray_equals_the_loop(cluster, tmp_path, capsys):
         for key in ray_file.files:
             assert np.array_equal(ray_file[key], loop_file[key])
     printed = capsys.readouterr()
-    # nothing on stderr but where rank put its files (no warning, no error)
-    assert all(line.startswith(("features cached in ", "wrote ")) or not line
+    # nothing on stderr but where rank put its files and the note that 30 samples are
+    # fewer than the features' dimensions (no warning, no error)
+    assert all(line.startswith(("features cached in ", "wrote ", "notes:",
+                                "  - fewer samples (30) than feature dimensions")) or not line
                for line in printed.err.splitlines()), printed.err
 
 
