@@ -69,7 +69,7 @@ def test_the_default_method_is_registered_with_its_reason():
     line = recommendation([method.name])
     assert line.startswith(f"Recommended: the '{method.name}' ranking, ")
     assert "not run" not in line
-    assert "(not run here; add --method" in recommendation(["logme"])
+    assert "(not run here; run it too: method=recommended)" in recommendation(["logme"])
 
 
 def test_rank_help_lists_every_method_and_the_default(capsys):

@@ -46,7 +46,7 @@ def recommendation(ran: Iterable[str] = ()) -> str:
         reason = ""
     line = f"Recommended: the '{default}' ranking"
     if default not in set(ran):
-        line += f" (not run here; add --method {default})"
+        line += f" (not run here; run it too: method={default})"
     return line + (f", {reason}" if reason else "")
 
 
