@@ -77,3 +77,19 @@ def test_library_log_records_are_one_line_in_the_commands_terms(monkeypatch, cap
     assert main(["extract", "--models", "m", "--data", "d", "--out", "o"]) == 0
     assert capsys.readouterr().err == "nctk: skipped 2 images; pass --skip-bad-images\n"
     assert logging.getLogger("nctk").handlers == []  # removed after the command
+
+
+def test_the_advice_names_the_commands_own_option(tmp_path, capsys):
+    import numpy as np
+
+    from nctk.io import save_feature_file
+
+    rng = np.random.default_rng(0)
+    paths = []
+    for name in ("a", "b"):
+        paths.append(str(tmp_path / f"{name}.npz"))
+        save_feature_file(paths[-1], rng.normal(size=(20, 3)), np.arange(20) % 2)
+    assert main(["rank", *paths, "--method", "logme"]) == 0
+    assert "(not run here; run it too: --method recommended)" in capsys.readouterr().out
+    assert option_flags(command_parser(build_parser(["demo"]), build_parser(["demo"])
+                                       .parse_args(["demo"])))["method"] == "--methods"

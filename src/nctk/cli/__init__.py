@@ -113,7 +113,7 @@ def command_parser(parser: argparse.ArgumentParser, args: argparse.Namespace
 
 
 #: Library parameters whose option has another name (parameter -> the option's ``dest``).
-PARAMETER_OPTIONS = {"address": "ray_address"}
+PARAMETER_OPTIONS = {"address": "ray_address", "method": "methods"}
 
 
 def option_flags(parser: argparse.ArgumentParser) -> dict[str, str]:

@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     result = run_demo(models=models, methods=args.methods, seed=args.seed,
                       progress=not args.quiet, argv=args.argv)
     story = provenance(result.info, len(result.pool[0].labels))
-    print_summary(result, story)
+    print_summary(result, story, args.flags)
     written = write_outputs(result, story, Path(args.out), report=not args.no_report)
     print_notes(result.outcome.notes, written, flags=args.flags)
     print(f"\nre-rank the saved features: nctk rank {written[1]}/*.npz --method all "
@@ -72,8 +72,11 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def print_summary(result: Any, story: list[str]) -> None:
-    """What the demo is, the pool, each method's evaluation, every ranking and the advice."""
+def print_summary(result: Any, story: list[str], flags: dict[str, str]) -> None:
+    """What the demo is, the pool, each method's evaluation, every ranking and the advice
+    (a parameter it names shown as the command's option, ``flags``)."""
+    from nctk.cli import in_flags
+
     outcome = result.outcome
     print(f"nctk demo: ranking {len(result.pool)} models, offline\n")
     print("\n".join(f"  {line}" for line in story) + "\n")
@@ -84,7 +87,7 @@ def print_summary(result: Any, story: list[str]) -> None:
     print(f"{'ground truth':<{width}}  {' > '.join(by_truth)}")
     for name, ranked in outcome.results.items():
         print(f"{name:<{width}}  {' > '.join(ranked.ranking)}")
-    print("\n" + outcome.advice)
+    print("\n" + in_flags(outcome.advice, flags))
 
 
 def write_outputs(result: Any, story: list[str], out: Path, *, report: bool) -> list[Path]:

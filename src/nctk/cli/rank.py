@@ -125,8 +125,10 @@ def run(args: argparse.Namespace) -> int:
     failures = list(outcome.failed.items())
     if not outcome.results:
         return report_failures("rank", failures, total, flags=args.flags)
+    from nctk.cli import in_flags
+
     print(format_results(outcome, args.flags))
-    print("\n" + outcome.advice)
+    print("\n" + in_flags(outcome.advice, args.flags))
     written = []
     if args.json:
         written.append(write_json(args.json, outcome.to_json()))
