@@ -121,6 +121,48 @@ def test_fewshot(digits_pool, capsys, tmp_path):
     assert "k=2" in out and "±" in out
 
 
+def test_fewshot_cells_say_how_many_draws_they_rest_on():
+    from nctk.cli.analyze import few_shot_cell
+
+    assert few_shot_cell({"mean": 0.5, "std": 0.1, "taus": [0.4, 0.6]}, 2) == "0.500 ± 0.100"
+    assert few_shot_cell({"mean": 0.4, "std": 0.0, "taus": [0.4, math.nan]}, 2) == \
+        "0.400 (n=1)"  # one draw: no spread to show
+    assert few_shot_cell({"mean": 0.5, "std": 0.1, "taus": [0.4, 0.6, math.nan]}, 3) == \
+        "0.500 ± 0.100 (n=2)"
+
+
+def test_recommended_gets_the_prior_rank_gives_it(tmp_path, capsys):
+    """analyze runs recommended with --prior, else the recorded source accuracy, as rank
+    does (the same weighted tau on the same files), and notes when there is none."""
+    x, y = load_digits(return_X_y=True)
+    rng = np.random.default_rng(1)
+    paths = [_write(tmp_path / f"m{i}.npz", features=x[:300] + rng.normal(scale=s, size=(300, 64)),
+                    labels=y[:300], source_accuracy=np.float64(90 - 10 * i))
+             for i, s in enumerate([1.0, 4.0, 9.0])]
+    gt = tmp_path / "gt.json"
+    gt.write_text(json.dumps({"m0": 90.0, "m1": 70.0, "m2": 80.0}))
+    out_json, rank_json = tmp_path / "t.json", tmp_path / "r.json"
+    code, _, err = _run(capsys, "analyze", "timing", *paths, "--method", "recommended",
+                        "--ground-truth", gt, "--repeat", 1, "--json", out_json)
+    assert code == 0 and "recommended: prior = source_accuracy recorded" in err
+    assert _run(capsys, "rank", *paths, "--ground-truth", gt, "--json", rank_json)[0] == 0
+    rank_tau = json.loads(rank_json.read_text())["evaluation"]["recommended"]["weighted_tau"]
+    assert json.loads(out_json.read_text())["timing"]["recommended"]["weighted_tau"] == \
+        pytest.approx(rank_tau, abs=1e-12)
+    prior = tmp_path / "p.json"
+    prior.write_text(json.dumps({"m0": 1, "m1": 3, "m2": 2}))
+    code, _, err = _run(capsys, "analyze", "fewshot", *paths, "--method", "recommended",
+                        "--ground-truth", gt, "--shots", 5, "--repeats", 1, "--prior", prior,
+                        "--json", out_json)
+    assert code == 0 and f"prior = --prior {prior}" in err
+    assert json.loads(out_json.read_text())["prior"]["values"] == {"m0": 1, "m1": 3, "m2": 2}
+    bare = [_write(tmp_path / f"b{i}.npz", features=x[:300] + i, labels=y[:300])
+            for i in range(2)]
+    code, _, err = _run(capsys, "analyze", "timing", *bare, "--method", "recommended",
+                        "--repeat", 1)
+    assert code == 0 and "recommended: no prior (give --prior PRIOR.json" in err
+
+
 def test_timing_with_and_without_truth(digits_pool, capsys, tmp_path):
     paths, _, gt = digits_pool
     out_json = tmp_path / "t.json"
