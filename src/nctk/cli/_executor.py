@@ -67,16 +67,16 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def report_failures(command: str, failures: Sequence[Any], total: int, *,
+def report_failures(command: str, failures: Sequence[tuple[str, str]], total: int, *,
                     what: str = "models", flags: Mapping[str, str] | None = None) -> int:
-    """One stderr line per failed model (remedies in the command's ``flags``, see
-    :func:`nctk.cli.in_flags`); the exit status: 0 none failed, 1 (``PARTIAL``) some did
-    and the others' results were written, 2 all did."""
+    """One stderr line per failed model, ``failures`` as (spec, error) pairs (remedies in
+    the command's ``flags``, see :func:`nctk.cli.in_flags`); the exit status: 0 none
+    failed, 1 (``PARTIAL``) some did and the others' results were written, 2 all did."""
     from nctk.cli import in_flags
 
-    for record in failures:
-        print(f"nctk {command}: error: model {record.spec}: "
-              f"{in_flags(str(record.error), flags or {})}", file=sys.stderr)
+    for spec, error in failures:
+        print(f"nctk {command}: error: model {spec}: {in_flags(str(error), flags or {})}",
+              file=sys.stderr)
     if not failures:
         return 0
     if len(failures) == total:

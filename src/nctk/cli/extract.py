@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
+from typing import Any
 
 from nctk.cli import COMMANDS
 from nctk.cli import _types as types
@@ -38,6 +39,29 @@ def spec_inputs(models: str | None, data: str | None, test_data: str | None = No
     for option, spec in (("--data", data), ("--test-data", test_data)):
         inputs += [Input(option, path) for path in dataset_paths(spec or "")]
     return inputs
+
+
+def target_dataset(args: argparse.Namespace) -> Any:
+    """``--data`` (with ``--split`` where the command has it), at most ``--per-class``
+    samples per class drawn with ``--seed``."""
+    from nctk.extract import load_dataset, subsample_per_class
+
+    split = {"split": args.split} if hasattr(args, "split") else {}
+    dataset = load_dataset(args.data, **split)
+    if args.per_class is not None:
+        dataset = subsample_per_class(dataset, args.per_class, args.seed)
+    return dataset
+
+
+def extract_settings(args: argparse.Namespace, **more: Any) -> Any:
+    """The :class:`nctk.scale.ExtractSettings` the options ask for (``more``: settings of
+    the command's own, such as ``extract``'s layers and batch size)."""
+    from nctk.scale import ExtractSettings
+
+    return ExtractSettings(
+        image_size=args.image_size, device=args.device, skip_bad_images=args.skip_bad_images,
+        cache_dir=None if args.no_cache else (args.cache_dir or default_cache_dir()),
+        progress=not args.no_progress, trust_checkpoint=args.trust_checkpoint, **more)
 
 
 def cache_output(args: argparse.Namespace) -> Output:
@@ -88,9 +112,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nctk.extract import load_dataset, subsample_per_class
     from nctk.extract.preflight import check_models
-    from nctk.scale import ExtractSettings, extract_models
+    from nctk.scale import extract_models
 
     # <model>.npz files land in --out: refuse a folder holding an input .npz (whatever the
     # model names turn out to be, `nctk rank OUT/*.npz` would take it for a model)
@@ -98,15 +121,9 @@ def run(args: argparse.Namespace) -> int:
                   spec_inputs(args.models, args.data))
     specs = model_specs(args.models)
     executor = make_executor(args)
-    dataset = load_dataset(args.data, split=args.split)
-    if args.per_class is not None:
-        dataset = subsample_per_class(dataset, args.per_class, args.seed)
-    settings = ExtractSettings(
-        layers=args.layers, batch_size=args.batch_size, device=args.device,
-        num_workers=args.workers, image_size=args.image_size,
-        skip_bad_images=args.skip_bad_images,
-        cache_dir=None if args.no_cache else (args.cache_dir or default_cache_dir()),
-        progress=not args.no_progress, trust_checkpoint=args.trust_checkpoint)
+    dataset = target_dataset(args)
+    settings = extract_settings(args, layers=args.layers, batch_size=args.batch_size,
+                                num_workers=args.workers)
     failures = []
     with executor:  # a Ray executor checks the models as tasks, where they will run
         check_models(specs, dataset, image_size=args.image_size, layers=args.layers,
@@ -114,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
         for record, path in extract_models(specs, dataset, args.out, executor=executor,
                                            extract=settings, progress=not args.no_progress):
             if path is None:
-                failures.append(record)
+                failures.append((record.spec, record.error))
                 continue
             result = record.features
             extra = f", source_logits {result.source_logits.shape[1]}" \

@@ -233,21 +233,13 @@ def rank_extracted(args: argparse.Namespace, methods: Sequence[Any],
     if not args.models or not args.data:
         raise InputError("--models and --data go together", file="--models" if not args.models
                          else "--data")
-    from nctk.cli.extract import default_cache_dir, model_specs
+    from nctk.cli.extract import extract_settings, model_specs, target_dataset
 
     specs = model_specs(args.models)
     executor = make_executor(args)
     check_pool_size(len(specs), "--models")
-    from nctk.extract import load_dataset, subsample_per_class
-    from nctk.scale import ExtractSettings
-
-    dataset = load_dataset(args.data)
-    if args.per_class is not None:
-        dataset = subsample_per_class(dataset, args.per_class, args.seed)
-    settings = ExtractSettings(
-        image_size=args.image_size, device=args.device, skip_bad_images=args.skip_bad_images,
-        cache_dir=None if args.no_cache else (args.cache_dir or default_cache_dir()),
-        progress=not args.no_progress, trust_checkpoint=args.trust_checkpoint)
+    dataset = target_dataset(args)
+    settings = extract_settings(args)
     outcome = workflow.rank_model_specs(
         specs, dataset, methods, executor=executor, extract=settings, seed=args.seed,
         ncti_weights=weights, prior=args.prior, ground_truth=args.ground_truth,
