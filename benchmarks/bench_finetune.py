@@ -27,7 +27,7 @@ import torchvision
 from PIL import Image
 from torch.utils.data import Dataset
 
-from nctk.finetune.select import select_unit
+from nctk.finetune.auto_unit import select_unit
 from nctk.finetune.sweep import format_table, sweep, unit_numbers
 from nctk.finetune.train import TrainConfig, finetune
 from nctk.io import write_json

@@ -17,8 +17,8 @@ from torchvision.models.resnet import BasicBlock, ResNet
 from torchvision.models.vision_transformer import VisionTransformer
 
 from nctk.errors import InputError
+from nctk.finetune.auto_unit import select_unit
 from nctk.finetune.methods import FineTuneNet
-from nctk.finetune.select import select_unit
 from nctk.finetune.sweep import format_table, sweep
 from nctk.finetune.train import TrainConfig, finetune
 from nctk.finetune.units import find_units, resolve_unit

@@ -85,3 +85,20 @@ def test_scarcity_without_unit_tunes_the_last_unit_of_a_model_with_fewer_than_5(
     assert main([*inputs, "--scarcity", "4"]) == 0
     text = (tmp_path / "o" / "result.json").read_text()
     assert "layer4.0" in text and "layer3.0" not in text
+
+
+def test_val_acc_states_its_size_and_unit_auto_warns_on_too_few_samples(inputs, capsys,
+                                                                       monkeypatch):
+    from nctk.finetune import auto_unit
+
+    assert main([*inputs, "--method", "lp"]) == 0
+    assert "val acc % (n=6)" in capsys.readouterr().out
+    unstable = auto_unit.UnitSelection("layer2.0", 2, {"layer1.0": 0.9, "layer2.0": 0.8}, 1,
+                                       0.1, stability=0.4, train_samples=18, smallest_class=6)
+    monkeypatch.setattr(auto_unit, "select_unit", lambda *a, **k: unstable)
+    assert main([*inputs, "--method", "layer", "--unit", "auto"]) == 0
+    captured = capsys.readouterr()
+    assert "--unit auto: unit 2 (layer2.0)" in captured.out
+    warning = [line for line in captured.err.splitlines() if "too few samples" in line]
+    assert len(warning) == 1 and "40% of 30 bootstrap resamples" in warning[0]
+    assert "18 training samples (6 in the smallest class)" in warning[0]

@@ -159,26 +159,25 @@ def _config(args: argparse.Namespace):
                        amp=not args.no_amp, progress=not args.no_progress)
 
 
-def run(args: argparse.Namespace) -> int:
+@dataclasses.dataclass
+class _Inputs:
+    """What a finetune job works on, loaded and checked before any training."""
+
+    model: Any
+    train_data: Any
+    test_data: Any
+    unit_names: list[str] | None
+    runs: list[Any]
+
+
+def _load(args: argparse.Namespace, config: Any) -> _Inputs:
+    """Load the model and data, and check every run of the job (units, input size, SCL
+    widths) before anything trains."""
     from nctk.extract import load_dataset, load_model
-    from nctk.extract.engine import resolve_device
     from nctk.extract.preflight import probe_image, probe_input
     from nctk.finetune.methods import check_scl_units
-    from nctk.finetune.plots import plot_scarcity, plot_sweep
-    from nctk.finetune.select import select_unit
-    from nctk.finetune.sweep import format_table, scarcity, sweep, unit_numbers
-    from nctk.finetune.train import finetune
-    from nctk.io import write_json
 
-    # --resume reads --out's own checkpoint and goes on replacing it: that one is no input
-    check_outputs([Output("--out", args.out, names=output_names())],
-                  spec_inputs(args.model, args.data, args.test_data, model_option="--model"))
-    modes = sum([bool(args.sweep), bool(args.scarcity), args.method is not None])
-    if modes != 1:
-        raise InputError("give exactly one of --method, --sweep or --scarcity", array="method")
     unit_names = [u for u in args.unit_modules.split(",") if u] if args.unit_modules else None
-    config = _config(args)
-    config.check()
     adapter = load_model(args.model, image_size=args.image_size,
                          trust_checkpoint=args.trust_checkpoint)
     model = adapter.module
@@ -194,56 +193,109 @@ def run(args: argparse.Namespace) -> int:
     if image is not None:  # a unit too wide for SCL's skip vector fails now, not hours in
         check_scl_units(model, list(dict.fromkeys(r.unit for r in runs if r.method == "scl")),
                         adapter.transform(image).unsqueeze(0))
+    return _Inputs(model, train_data, test_data, unit_names, runs)
+
+
+def _estimate(inputs: _Inputs, config: Any) -> dict[str, Any]:
+    """Print the measured time estimate of the job (stderr); its figures for the report."""
+    from nctk.finetune.estimate import estimate_plan
+
+    test = inputs.test_data
+    guess = estimate_plan(inputs.model, inputs.train_data, inputs.runs, config,
+                          unit_names=inputs.unit_names,
+                          test_samples=len(test) if test is not None else 0)
+    print(f"nctk finetune: {guess.line()}", file=sys.stderr, flush=True)
+    return {"seconds": guess.seconds, "runs": guess.runs, "step_seconds": guess.step_seconds}
+
+
+def _run_sweep(args: argparse.Namespace, inputs: _Inputs, config: Any, out: Path
+               ) -> tuple[dict[str, Any], Path]:
+    from nctk.finetune.plots import plot_sweep
+    from nctk.finetune.sweep import format_table, sweep, unit_numbers
+
+    results = sweep(inputs.model, inputs.train_data, test_data=inputs.test_data,
+                    units=args.sweep_units, unit_names=inputs.unit_names, config=config,
+                    out_dir=out, resume=args.resume, model_name=args.model)
+    numbers = unit_numbers(inputs.model, inputs.unit_names)
+    print(format_table(results, numbers))
+    return ({"results": [r.to_json() for r in results]},
+            plot_sweep(results, out / SWEEP_PLOT, numbers))
+
+
+def _run_scarcity(args: argparse.Namespace, inputs: _Inputs, config: Any, out: Path
+                  ) -> tuple[dict[str, Any], Path]:
+    from nctk.finetune.plots import plot_scarcity
+    from nctk.finetune.sweep import scarcity
+
+    per_class = args.scarcity
+    unit = scarcity_unit(args.unit, inputs.model, inputs.unit_names)
+    curves = scarcity(inputs.model, inputs.train_data, per_class=per_class, unit=unit,
+                      test_data=inputs.test_data, unit_names=inputs.unit_names, config=config)
+    for method, values in curves["accuracy"].items():
+        print(f"{method:6s} " + "  ".join(f"{k}/class: {100 * v:.2f}%"
+                                          for k, v in zip(per_class, values, strict=True)))
+    return {"scarcity": curves}, plot_scarcity(curves, out / SCARCITY_PLOT)
+
+
+def _auto_unit(args: argparse.Namespace, inputs: _Inputs, config: Any
+               ) -> tuple[str, dict[str, Any]]:
+    """``--unit auto``: the unit by the NC criterion, a line saying which, and a warning
+    when the choice is within the sampling noise of the training split."""
+    from nctk.finetune.auto_unit import BOOTSTRAP_DRAWS, select_unit
+
+    selection = select_unit(inputs.model, inputs.train_data,
+                            candidates=args.auto_candidates, unit_names=inputs.unit_names,
+                            config=config, probe_epochs=args.probe_epochs)
+    print(f"--unit auto: unit {selection.index} ({selection.unit}); probe NC1 "
+          + ", ".join(f"{k}={v:.4g}" for k, v in selection.nc1.items()))
+    if not selection.stable:
+        print(f"nctk finetune: warning: --unit auto rests on too few samples: unit "
+              f"{selection.index} keeps the lowest NC1 in only {selection.stability:.0%} of "
+              f"{BOOTSTRAP_DRAWS} bootstrap resamples of the {selection.train_samples} "
+              f"training samples ({selection.smallest_class} in the smallest class)",
+              file=sys.stderr)
+    return selection.unit, {"unit_selection": selection.to_json()}
+
+
+def _run_single(args: argparse.Namespace, inputs: _Inputs, config: Any, out: Path
+                ) -> tuple[dict[str, Any], None]:
+    from nctk.finetune.sweep import format_table, unit_numbers
+    from nctk.finetune.train import finetune
+
+    unit, report = args.unit, {}
+    if unit == "auto":
+        unit, report = _auto_unit(args, inputs, config)
+    result = finetune(inputs.model, inputs.train_data, method=args.method, unit=unit,
+                      unit_names=inputs.unit_names, test_data=inputs.test_data, config=config,
+                      out_dir=out, resume=args.resume, model_name=args.model)
+    numbers = unit_numbers(inputs.model, inputs.unit_names) if unit else None
+    print(format_table([result], numbers))
+    return report | {"results": [result.to_json()]}, None
+
+
+def run(args: argparse.Namespace) -> int:
+    from nctk.extract.engine import resolve_device
+    from nctk.io import write_json
+
+    # --resume reads --out's own checkpoint and goes on replacing it: that one is no input
+    check_outputs([Output("--out", args.out, names=output_names())],
+                  spec_inputs(args.model, args.data, args.test_data, model_option="--model"))
+    modes = sum([bool(args.sweep), bool(args.scarcity), args.method is not None])
+    if modes != 1:
+        raise InputError("give exactly one of --method, --sweep or --scarcity", array="method")
+    config = _config(args)
+    config.check()
+    inputs = _load(args, config)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     report: dict = {"model": args.model, "data": args.data, "test_data": args.test_data,
                     "config": dataclasses.asdict(config)}
     if resolve_device(config.device).type == "cpu" and not args.resume:  # a fresh job only
-        from nctk.finetune.estimate import estimate_plan
-
-        guess = estimate_plan(model, train_data, runs, config, unit_names=unit_names,
-                              test_samples=len(test_data) if test_data is not None else 0)
-        print(f"nctk finetune: {guess.line()}", file=sys.stderr, flush=True)
-        report["estimate"] = {"seconds": guess.seconds, "runs": guess.runs,
-                              "step_seconds": guess.step_seconds}
+        report["estimate"] = _estimate(inputs, config)
     started = time.perf_counter()
-
-    if args.sweep:
-        units = args.sweep_units
-        results = sweep(model, train_data, test_data=test_data, units=units,
-                        unit_names=unit_names, config=config, out_dir=out, resume=args.resume,
-                        model_name=args.model)
-        numbers = unit_numbers(model, unit_names)
-        print(format_table(results, numbers))
-        report["results"] = [r.to_json() for r in results]
-        plot = plot_sweep(results, out / SWEEP_PLOT, numbers)
-    elif args.scarcity:
-        per_class = args.scarcity
-        unit = scarcity_unit(args.unit, model, unit_names)
-        curves = scarcity(model, train_data, per_class=per_class, unit=unit,
-                          test_data=test_data, unit_names=unit_names, config=config)
-        for method, values in curves["accuracy"].items():
-            print(f"{method:6s} " + "  ".join(f"{k}/class: {100 * v:.2f}%"
-                                              for k, v in zip(per_class, values, strict=True)))
-        report["scarcity"] = curves
-        plot = plot_scarcity(curves, out / SCARCITY_PLOT)
-    else:
-        unit = args.unit
-        if unit == "auto":
-            candidates = args.auto_candidates
-            selection = select_unit(model, train_data, candidates=candidates,
-                                    unit_names=unit_names, config=config,
-                                    probe_epochs=args.probe_epochs)
-            report["unit_selection"] = selection.to_json()
-            print(f"--unit auto: unit {selection.index} ({selection.unit}); probe NC1 "
-                  + ", ".join(f"{k}={v:.4g}" for k, v in selection.nc1.items()))
-            unit = selection.unit
-        result = finetune(model, train_data, method=args.method, unit=unit,
-                          unit_names=unit_names, test_data=test_data, config=config,
-                          out_dir=out, resume=args.resume, model_name=args.model)
-        print(format_table([result], unit_numbers(model, unit_names) if unit else None))
-        report["results"] = [result.to_json()]
-        plot = None
+    job = _run_sweep if args.sweep else _run_scarcity if args.scarcity else _run_single
+    results, plot = job(args, inputs, config, out)
+    report |= results
     report["seconds"] = time.perf_counter() - started
     path = write_json(out / RESULT_NAME, report)
     print(f"wrote {path}" + (f" and {plot}" if plot else ""))

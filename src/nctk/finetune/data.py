@@ -71,6 +71,19 @@ def encode_dataset(dataset: Dataset, name: str = "train data", *,
     return CodedDataset(dataset, codes), EncodedLabels(codes, np.asarray(classes), counts)
 
 
+def encode_validation(dataset: Dataset, classes: Sequence) -> CodedDataset:
+    """Explicit validation data coded like the training data: its classes must be exactly
+    the training ``classes`` (a label outside them, or a training class it lacks, is an
+    :class:`InputError`)."""
+    coded, encoded = encode_dataset(dataset, "validation data", classes=classes)
+    missing = [str(c) for c, n in zip(encoded.classes, encoded.counts, strict=True) if n == 0]
+    if missing:
+        raise InputError(f"has no sample of the training class(es) {', '.join(missing[:5])}; "
+                         "validation data need the classes of the training data",
+                         array="validation data")
+    return coded
+
+
 def per_class_subset(dataset: Dataset, per_class: int, seed: int) -> Subset:
     """A seeded subset with ``per_class`` samples of every class (Figure 11's data scarcity):
     :func:`nctk.sampling.exactly_per_class`.

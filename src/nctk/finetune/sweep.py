@@ -59,20 +59,26 @@ def format_table(results: Sequence[FinetuneResult], numbers: dict[str, int] | No
                  ) -> str:
     """Plain-text table: method, unit, accuracy (%), penultimate NC1, % parameters trained.
 
-    Accuracy is the test accuracy when measured, otherwise the best validation accuracy
-    (the header says which).
+    Accuracy is the test accuracy when measured, otherwise the best validation accuracy,
+    with the validation size behind it in the header (``val acc % (n=60)``), or in each
+    cell when the runs validated on different sizes.
     """
     numbers = numbers or {}
     tested = all(r.test_accuracy is not None for r in results)
-    header = ("method", "unit", "test acc %" if tested else "val acc %", "penult. NC1",
-              "% params")
+    sizes = {r.val_samples for r in results}
+    shared = len(sizes) == 1
+    title = ("test acc %" if tested else
+             f"val acc % (n={next(iter(sizes))})" if shared else "val acc % (n)")
+    header = ("method", "unit", title, "penult. NC1", "% params")
     rows = [header]
     for r in results:
         accuracy = r.test_accuracy if tested else r.val_accuracy
+        cell = "n/a" if accuracy is None else f"{100 * accuracy:.2f}"
+        if not tested and not shared:
+            cell += f" (n={r.val_samples})"
         unit = "-" if r.unit == "-" else f"{numbers.get(r.unit, '?')} ({r.unit})"
-        rows.append((METHOD_LABELS[r.method], unit,
-                     "n/a" if accuracy is None else f"{100 * accuracy:.2f}",
-                     f"{r.train_nc1:.4g}", f"{100 * r.param_share:.2f}%"))
+        rows.append((METHOD_LABELS[r.method], unit, cell, f"{r.train_nc1:.4g}",
+                     f"{100 * r.param_share:.2f}%"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True))
                      .rstrip() for row in rows)

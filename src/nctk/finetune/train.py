@@ -11,8 +11,10 @@ A resumed run therefore retraces an uninterrupted one exactly on CPU.
 
 Checkpoints (``<out>/checkpoint.pt``, written atomically) are taken after every epoch and,
 on ``KeyboardInterrupt``, after the last completed batch; ``resume=True`` continues from
-it. A checkpoint from another model, method, unit, class count, split or schedule is an
-:class:`InputError`.
+it. ``stop_after=r`` ends an E-epoch run after epoch r (a rung of successive halving, the
+cosine schedule still spans all E epochs); resuming it to r' > r costs r' - r more epochs
+and retraces the uninterrupted run. A checkpoint from another model, method, unit, class
+count, split or schedule is an :class:`InputError`.
 """
 
 from __future__ import annotations
@@ -33,11 +35,12 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset, default_collate
 
 from nctk.errors import InputError
-from nctk.finetune.data import encode_dataset
+from nctk.finetune.data import CodedDataset, encode_dataset, encode_validation
 from nctk.finetune.methods import METHOD_LABELS, FineTuneNet
 from nctk.io import atomic_path
 from nctk.progress import progress_bar
 from nctk.sampling import train_validation_split
+from nctk.validation import EncodedLabels
 
 CHECKPOINT_NAME = "checkpoint.pt"
 
@@ -82,7 +85,8 @@ class TrainConfig:
 
 @dataclass
 class FinetuneResult:
-    """Outcome of one fine-tuning run (accuracies in [0, 1], ``param_share`` in [0, 1])."""
+    """Outcome of one fine-tuning run (accuracies in [0, 1], ``param_share`` in [0, 1]);
+    ``val_accuracy`` is the best over the epochs run, on ``val_samples`` samples."""
 
     method: str
     unit: str
@@ -96,6 +100,7 @@ class FinetuneResult:
     epochs_run: int
     stopped_early: bool
     seconds: float
+    val_samples: int = 0
     history: list[dict] = field(default_factory=list)
     network: FineTuneNet | None = field(default=None, repr=False, compare=False)
 
@@ -157,8 +162,10 @@ def predict(net: FineTuneNet, dataset: Dataset, indices: np.ndarray, config: Tra
 
 
 def _identity(net: FineTuneNet, model_name: str, config: TrainConfig,
-              train_idx: np.ndarray) -> dict[str, Any]:
-    """What a checkpoint must match to be resumed: model, method, unit, classes, schedule."""
+              split: bytes) -> dict[str, Any]:
+    """What a checkpoint must match to be resumed: model, method, unit, classes, split
+    (``split``: the training indices, and the validation codes of explicit validation
+    data), schedule."""
     shapes = ";".join(f"{k}:{tuple(v.shape)}" for k, v in net.backbone.state_dict().items())
     return {
         "model": model_name,
@@ -166,7 +173,7 @@ def _identity(net: FineTuneNet, model_name: str, config: TrainConfig,
         "method": net.method,
         "unit": net.unit.name if net.unit else "-",
         "num_classes": net.head.out_features,
-        "split": hashlib.sha256(train_idx.tobytes()).hexdigest()[:16],
+        "split": hashlib.sha256(split).hexdigest()[:16],
         "epochs": config.epochs, "batch_size": config.batch_size, "lr": config.lr,
         "seed": config.seed,
     }
@@ -218,11 +225,207 @@ def _load_checkpoint(path: Path, identity: dict) -> dict:
     return payload
 
 
+@dataclass
+class _Run:
+    """One fine-tuning run between its steps: the network, its optimiser and schedule, the
+    coded data and split, the loop's ``state``, ``history`` and best-validation weights."""
+
+    net: FineTuneNet
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    config: TrainConfig
+    device: torch.device
+    train: Dataset
+    train_idx: np.ndarray
+    val: Dataset
+    val_idx: np.ndarray
+    steps: int
+    identity: dict[str, Any]
+    checkpoint: Path | None
+    state: dict[str, Any] = field(default_factory=lambda: {
+        "epoch": 0, "batch": 0, "best_val": -1.0, "best_epoch": 0, "bad_epochs": 0,
+        "stopped_early": False, "loss_sum": 0.0, "correct": 0, "seen": 0})
+    history: list[dict] = field(default_factory=list)
+    best_state: dict | None = None
+
+
+def _check_call(config: TrainConfig, out_dir: str | Path | None, resume: bool,
+                stop_after: int | None) -> None:
+    config.check()
+    if resume and out_dir is None:
+        raise InputError("--resume needs an output directory holding a checkpoint",
+                         array="resume")
+    if stop_after is not None and not 1 <= stop_after <= config.epochs:
+        raise InputError(f"stop_after must be an epoch in 1..{config.epochs} (the run's "
+                         f"epochs), got {stop_after}", array="stop_after")
+
+
+def _split(train_data: Dataset, val_data: Dataset | None, config: TrainConfig
+           ) -> tuple[CodedDataset, EncodedLabels, np.ndarray, Dataset, np.ndarray]:
+    """(coded training data, its labels, training indices, validation dataset, validation
+    indices): a seeded stratified ``val_fraction`` of the training data, or all of
+    ``val_data`` (then every training sample trains)."""
+    coded, encoded = encode_dataset(train_data)
+    if val_data is None:
+        train_idx, val_idx = train_validation_split(encoded.codes, config.val_fraction, config.seed)
+        return coded, encoded, train_idx, coded, val_idx
+    val = encode_validation(val_data, encoded.classes)
+    return coded, encoded, np.arange(len(coded)), val, np.arange(len(val))
+
+
+def _prepare(model: nn.Module, train_data: Dataset, val_data: Dataset | None, *,
+             method: str, unit: int | str | None, unit_names: list[str] | None,
+             config: TrainConfig, out_dir: str | Path | None, model_name: str | None
+             ) -> tuple[_Run, EncodedLabels]:
+    """The network (head seeded), SGD with the per-step cosine schedule over all
+    ``config.epochs``, the split and the checkpoint identity of a fresh run."""
+    device = _device(config)
+    coded, encoded, train_idx, val, val_idx = _split(train_data, val_data, config)
+    torch.manual_seed(config.seed)
+    net = FineTuneNet(model, encoded.num_classes, method, unit, unit_names).to(device)
+    split = train_idx.tobytes() + (b"" if val is coded else val.codes.numpy().tobytes())
+    identity = _identity(net, model_name or type(model).__name__, config, split)
+    params = [p for p in net.parameters() if p.requires_grad]
+    optimizer = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum,
+                                weight_decay=config.weight_decay)
+    # A last batch of one sample cannot go through BatchNorm in train mode: drop it.
+    steps = len(train_idx) // config.batch_size + (len(train_idx) % config.batch_size > 1)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+        optimizer, T_max=config.epochs * steps, eta_min=config.lr_min)
+    checkpoint = Path(out_dir) / CHECKPOINT_NAME if out_dir is not None else None
+    return _Run(net, optimizer, scheduler, config, device, coded, train_idx, val, val_idx,
+                steps, identity, checkpoint), encoded
+
+
+def _restore(run: _Run) -> None:
+    """Continue ``run`` from its checkpoint (which must come from the same run)."""
+    if run.checkpoint is None or not run.checkpoint.is_file():
+        raise InputError("no checkpoint to resume from", file=str(run.checkpoint))
+    payload = _load_checkpoint(run.checkpoint, run.identity)
+    run.net.load_state_dict(payload["net"])
+    run.optimizer.load_state_dict(payload["optimizer"])
+    run.scheduler.load_state_dict(payload["scheduler"])
+    run.state, run.history, run.best_state = (payload["state"], payload["history"],
+                                              payload["best"])
+
+
+def _checkpoint(run: _Run) -> None:
+    """Save ``run`` (atomically) when it has a checkpoint path."""
+    if run.checkpoint is not None:
+        _save(run.checkpoint, {"identity": run.identity, "net": run.net.state_dict(),
+                               "optimizer": run.optimizer.state_dict(),
+                               "scheduler": run.scheduler.state_dict(), "state": run.state,
+                               "history": run.history, "best": run.best_state})
+
+
+def _train_epoch(run: _Run, epoch: int) -> None:
+    """The batches of ``epoch`` left to do (all, or those after a resumed batch)."""
+    config, state = run.config, run.state
+    order = run.train_idx[torch.randperm(
+        len(run.train_idx), generator=torch.Generator().manual_seed(
+            _batch_seed(config.seed, epoch, 0))).numpy()]
+    bar = progress_bar(range(state["batch"], run.steps), initial=state["batch"],
+                       total=run.steps, desc=f"{run.net.method} epoch {epoch + 1}/"
+                       f"{config.epochs}", enabled=config.progress, leave=False)
+    for b in bar:
+        torch.manual_seed(_batch_seed(config.seed, epoch, b + 1))
+        x, y = _fetch(run.train, order[b * config.batch_size:(b + 1) * config.batch_size],
+                      run.device)
+        with _autocast(run.device, config.amp):
+            logits = run.net(x)
+            loss = F.cross_entropy(logits.float(), y)
+        run.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        run.optimizer.step()
+        run.scheduler.step()
+        state["loss_sum"] += float(loss.detach()) * len(y)
+        state["correct"] += int((logits.argmax(1) == y).sum())
+        state["seen"] += len(y)
+        state["batch"] = b + 1
+        bar.set_postfix(loss=f"{state['loss_sum'] / state['seen']:.3f}")
+    bar.close()
+
+
+def _accuracy(net: FineTuneNet, dataset: Dataset, indices: np.ndarray, config: TrainConfig,
+              device: torch.device) -> float | None:
+    """Accuracy of ``net`` on ``dataset[indices]``; None for no indices."""
+    if not len(indices):
+        return None
+    _, preds, codes = predict(net, dataset, indices, config, device)
+    return float((preds == codes).mean())
+
+
+def _close_epoch(run: _Run, epoch: int, val_acc: float | None, seconds: float) -> None:
+    """Record the epoch, keep the best-validation weights, count towards early stopping."""
+    state = run.state
+    run.history.append({"epoch": epoch + 1, "train_loss": state["loss_sum"] / state["seen"],
+                        "train_accuracy": state["correct"] / state["seen"],
+                        "val_accuracy": val_acc, "lr": run.optimizer.param_groups[0]["lr"],
+                        "seconds": seconds})
+    if val_acc is None or val_acc > state["best_val"]:
+        state.update(best_val=-1.0 if val_acc is None else val_acc, best_epoch=epoch + 1,
+                     bad_epochs=0)
+        run.best_state = copy.deepcopy(run.net.state_dict()) if val_acc is not None else None
+    else:
+        state["bad_epochs"] += 1
+        patience = run.config.patience
+        if patience is not None and state["bad_epochs"] >= patience:
+            state["stopped_early"] = True
+    state.update(epoch=epoch + 1, batch=0, loss_sum=0.0, correct=0, seen=0)
+
+
+def _train(run: _Run, last_epoch: int) -> None:
+    """Train epochs until ``last_epoch`` (or early stopping), checkpointing after each and,
+    on ``KeyboardInterrupt``, after the last completed batch."""
+    run.net.train()  # every normalisation layer updates its running statistics (App. B.2)
+    try:
+        while run.state["epoch"] < last_epoch and not run.state["stopped_early"]:
+            epoch = run.state["epoch"]
+            started = time.perf_counter()
+            _train_epoch(run, epoch)
+            val_acc = _accuracy(run.net, run.val, run.val_idx, run.config, run.device)
+            _close_epoch(run, epoch, val_acc, time.perf_counter() - started)
+            _checkpoint(run)
+    except KeyboardInterrupt:
+        _checkpoint(run)  # resumable from the last completed batch
+        raise
+
+
+def _outcome(run: _Run, encoded: EncodedLabels, test_data: Dataset | None,
+             measure_collapse: bool, started: float) -> FinetuneResult:
+    """The result: best-validation weights loaded, NC1 of the training split, test
+    accuracy."""
+    from nctk.collapse import measure
+
+    net, config = run.net, run.config
+    if run.best_state is not None:
+        net.load_state_dict(run.best_state)
+    nc1 = math.nan
+    if measure_collapse:
+        feats, _, codes = predict(net, run.train, run.train_idx, config, run.device)
+        nc1 = float(measure(feats, codes)["nc1"])
+    test_acc = None
+    if test_data is not None:
+        coded_test, _ = encode_dataset(test_data, "test data", classes=encoded.classes)
+        test_acc = _accuracy(net, coded_test, np.arange(len(coded_test)), config, run.device)
+    state = run.state
+    return FinetuneResult(
+        method=net.method, unit=net.unit.name if net.unit else "-",
+        num_classes=encoded.num_classes, param_share=net.parameter_share(),
+        trained_params=sum(p.numel() for p in net.parameters() if p.requires_grad),
+        train_nc1=nc1, val_accuracy=state["best_val"] if len(run.val_idx) else None,
+        val_samples=len(run.val_idx), test_accuracy=test_acc, best_epoch=state["best_epoch"],
+        epochs_run=state["epoch"], stopped_early=state["stopped_early"],
+        seconds=time.perf_counter() - started, history=run.history, network=net)
+
+
 def finetune(model: nn.Module, train_data: Dataset, *, method: str,
              unit: int | str | None = None, unit_names: list[str] | None = None,
-             test_data: Dataset | None = None, config: TrainConfig | None = None,
-             out_dir: str | Path | None = None, resume: bool = False,
-             model_name: str | None = None) -> FinetuneResult:
+             test_data: Dataset | None = None, val_data: Dataset | None = None,
+             config: TrainConfig | None = None, out_dir: str | Path | None = None,
+             resume: bool = False, model_name: str | None = None,
+             stop_after: int | None = None, measure_collapse: bool = True
+             ) -> FinetuneResult:
     """Fine-tune a copy of ``model`` on ``train_data`` with one method of Li et al. (2023).
 
     Args:
@@ -232,122 +435,34 @@ def finetune(model: nn.Module, train_data: Dataset, *, method: str,
         unit: the unit (1-based number or name) for ``layer``/``scl``.
         unit_names: explicit unit sub-module names for architectures not auto-discovered.
         test_data: optional held-out dataset with the same classes (test accuracy).
+        val_data: explicit validation data with the classes of ``train_data``; then every
+            training sample trains and ``config.val_fraction`` is not used.
         out_dir: where ``checkpoint.pt`` goes; ``None`` keeps no checkpoint.
         resume: continue from ``out_dir/checkpoint.pt`` (must come from the same run).
         model_name: recorded in the checkpoint identity (defaults to the class name).
+        stop_after: end after this epoch of the ``config.epochs``-epoch schedule (a rung of
+            successive halving: the learning rate still anneals over all epochs); with
+            ``out_dir``, a later call with ``resume=True`` and a larger ``stop_after`` (or
+            none) continues exactly as the uninterrupted run would have.
+        measure_collapse: False skips the final pass over the training split
+            (``train_nc1`` is then NaN).
 
     Returns:
         :class:`FinetuneResult`; the final network is the best-validation epoch's (the last
         epoch's without validation). ``train_nc1`` is ``nctk.collapse.measure(...)["nc1"]``
         of the head's input features on the training split, eval mode.
     """
-    from nctk.collapse import measure
-
     config = config or TrainConfig()
-    config.check()
-    if resume and out_dir is None:
-        raise InputError("--resume needs an output directory holding a checkpoint",
-                         array="resume")
+    _check_call(config, out_dir, resume, stop_after)
     started = time.perf_counter()
-    device = _device(config)
-    coded, encoded = encode_dataset(train_data)
-    train_idx, val_idx = train_validation_split(encoded.codes, config.val_fraction, config.seed)
-    torch.manual_seed(config.seed)
-    net = FineTuneNet(model, encoded.num_classes, method, unit, unit_names).to(device)
-    identity = _identity(net, model_name or type(model).__name__, config, train_idx)
-    params = [p for p in net.parameters() if p.requires_grad]
-    optimizer = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum,
-                                weight_decay=config.weight_decay)
-    # A last batch of one sample cannot go through BatchNorm in train mode: drop it.
-    steps = len(train_idx) // config.batch_size + (len(train_idx) % config.batch_size > 1)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
-        optimizer, T_max=config.epochs * steps, eta_min=config.lr_min)
-    state = {"epoch": 0, "batch": 0, "best_val": -1.0, "best_epoch": 0, "bad_epochs": 0,
-             "stopped_early": False, "loss_sum": 0.0, "correct": 0, "seen": 0}
-    history: list[dict] = []
-    best_state = None
-    checkpoint = Path(out_dir) / CHECKPOINT_NAME if out_dir is not None else None
+    run, encoded = _prepare(model, train_data, val_data, method=method, unit=unit,
+                            unit_names=unit_names, config=config, out_dir=out_dir,
+                            model_name=model_name)
+    last_epoch = config.epochs if stop_after is None else stop_after
     if resume:
-        if not checkpoint.is_file():
-            raise InputError("no checkpoint to resume from", file=str(checkpoint))
-        payload = _load_checkpoint(checkpoint, identity)
-        net.load_state_dict(payload["net"])
-        optimizer.load_state_dict(payload["optimizer"])
-        scheduler.load_state_dict(payload["scheduler"])
-        state, history, best_state = payload["state"], payload["history"], payload["best"]
-
-    def save() -> None:
-        if checkpoint is not None:
-            _save(checkpoint, {"identity": identity, "net": net.state_dict(),
-                               "optimizer": optimizer.state_dict(),
-                               "scheduler": scheduler.state_dict(), "state": state,
-                               "history": history, "best": best_state})
-
-    net.train()  # every normalisation layer updates its running statistics (paper, App. B.2)
-    try:
-        while state["epoch"] < config.epochs and not state["stopped_early"]:
-            epoch = state["epoch"]
-            epoch_start = time.perf_counter()
-            order = train_idx[torch.randperm(
-                len(train_idx), generator=torch.Generator().manual_seed(
-                    _batch_seed(config.seed, epoch, 0))).numpy()]
-            bar = progress_bar(range(state["batch"], steps), initial=state["batch"],
-                               total=steps, desc=f"{method} epoch {epoch + 1}/{config.epochs}",
-                               enabled=config.progress, leave=False)
-            for b in bar:
-                torch.manual_seed(_batch_seed(config.seed, epoch, b + 1))
-                x, y = _fetch(coded, order[b * config.batch_size:(b + 1) * config.batch_size],
-                              device)
-                with _autocast(device, config.amp):
-                    logits = net(x)
-                    loss = F.cross_entropy(logits.float(), y)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                scheduler.step()
-                state["loss_sum"] += float(loss.detach()) * len(y)
-                state["correct"] += int((logits.argmax(1) == y).sum())
-                state["seen"] += len(y)
-                state["batch"] = b + 1
-                bar.set_postfix(loss=f"{state['loss_sum'] / state['seen']:.3f}")
-            bar.close()
-            val_acc = None
-            if len(val_idx):
-                _, preds, codes = predict(net, coded, val_idx, config, device)
-                val_acc = float((preds == codes).mean())
-            history.append({"epoch": epoch + 1, "train_loss": state["loss_sum"] / state["seen"],
-                            "train_accuracy": state["correct"] / state["seen"],
-                            "val_accuracy": val_acc, "lr": optimizer.param_groups[0]["lr"],
-                            "seconds": time.perf_counter() - epoch_start})
-            if val_acc is None or val_acc > state["best_val"]:
-                state.update(best_val=-1.0 if val_acc is None else val_acc,
-                             best_epoch=epoch + 1, bad_epochs=0)
-                best_state = copy.deepcopy(net.state_dict()) if val_acc is not None else None
-            else:
-                state["bad_epochs"] += 1
-                if config.patience is not None and state["bad_epochs"] >= config.patience:
-                    state["stopped_early"] = True
-            state.update(epoch=epoch + 1, batch=0, loss_sum=0.0, correct=0, seen=0)
-            save()
-    except KeyboardInterrupt:
-        save()  # resumable from the last completed batch
-        raise
-
-    if best_state is not None:
-        net.load_state_dict(best_state)
-    feats, _, codes = predict(net, coded, train_idx, config, device)
-    nc1 = float(measure(feats, codes)["nc1"])
-    test_acc = None
-    if test_data is not None:
-        coded_test, _ = encode_dataset(test_data, "test data", classes=encoded.classes)
-        _, preds, codes = predict(net, coded_test, np.arange(len(coded_test)), config, device)
-        test_acc = float((preds == codes).mean())
-    result = FinetuneResult(
-        method=method, unit=net.unit.name if net.unit else "-", num_classes=encoded.num_classes,
-        param_share=net.parameter_share(),
-        trained_params=sum(p.numel() for p in net.parameters() if p.requires_grad),
-        train_nc1=nc1, val_accuracy=state["best_val"] if len(val_idx) else None,
-        test_accuracy=test_acc, best_epoch=state["best_epoch"], epochs_run=state["epoch"],
-        stopped_early=state["stopped_early"], seconds=time.perf_counter() - started,
-        history=history, network=net)
-    return result
+        _restore(run)
+        if run.state["epoch"] > last_epoch:
+            raise InputError(f"the checkpoint is at epoch {run.state['epoch']}, past "
+                             f"stop_after={last_epoch}", file=str(run.checkpoint))
+    _train(run, last_epoch)
+    return _outcome(run, encoded, test_data, measure_collapse, started)
