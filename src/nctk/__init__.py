@@ -6,6 +6,7 @@ Public API (arrays in, plain floats and dicts out; numpy or torch tensors accept
     nctk.rank(pool, labels, "ncti")               # a pool {name: features} -> MethodResult
     nctk.evaluate(scores, truth)                  # weighted tau and friends
     nctk.collapse.measure(features, labels)       # NC1, CDNV, numerical rank, NC2-NC4
+    nctk.select(models, data, budget=3)           # the model to fine-tune, within a budget
 
 Heavy parts (torch, extraction, fine-tuning) import lazily. Importing ``nctk`` registers
 the shipped demo's spec kinds (``demo:<model>``, ``demo:target``) in the spec-kind
@@ -32,13 +33,14 @@ _LAZY = {
     "save_feature_file": ("nctk.io", "save_feature_file"),
 }
 
-__all__ = ["__version__", *_LAZY]
+__all__ = ["__version__", *_LAZY, "select"]
 
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
         module, attr = _LAZY[name]
         return getattr(importlib.import_module(module), attr)
-    if name in {"collapse", "stats", "transfer", "extract", "finetune", "report", "analyses"}:
+    if name in {"collapse", "stats", "transfer", "extract", "finetune", "report", "analyses",
+                "select"}:
         return importlib.import_module(f"nctk.{name}")
     raise AttributeError(f"module 'nctk' has no attribute {name!r}")

@@ -36,6 +36,7 @@ COMMANDS = {
     "analyze": "the NCTI paper's analyses (ablation, weights, few-shot, timing, source)",
     "extract": "extract frozen features of models on a dataset (one .npz per model)",
     "finetune": "LP / Layer FT / SCL FT / full FT guided by neural collapse",
+    "select": "pick the model to fine-tune within a compute budget (successive halving)",
     "demo": "rank a shipped pool of small models, offline, and write a report",
 }
 

@@ -54,6 +54,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "when it has fewer)")
     parser.add_argument("--epochs", type=types.positive_int, default=200,
                         help="default 200 (paper)")
+    add_training_arguments(parser, val_fraction=0.1)
+    parser.add_argument("--out", default="nctk-finetune", help="output directory")
+    parser.add_argument("--resume", action="store_true", help="continue from --out's checkpoint")
+    parser.add_argument("--no-progress", "--quiet", dest="no_progress", action="store_true",
+                        help="hide the progress bars (shown on a terminal only anyway)")
+    parser.add_argument("--trust-checkpoint", action="store_true", help=TRUST_HELP)
+    parser.set_defaults(func=run)
+
+
+def add_training_arguments(parser: argparse.ArgumentParser, *, val_fraction: float) -> None:
+    """The optimisation options (Li et al.'s defaults), shared with ``nctk select``."""
     parser.add_argument("--batch-size", type=types.positive_int, default=128)
     parser.add_argument("--lr", type=types.positive_float, default=0.1,
                         help="initial lr (default 0.1)")
@@ -61,18 +72,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="final cosine lr")
     parser.add_argument("--momentum", type=types.momentum, default=0.9)
     parser.add_argument("--weight-decay", type=types.non_negative_float, default=1e-4)
-    parser.add_argument("--val-fraction", type=types.fraction, default=0.1)
+    parser.add_argument("--val-fraction", type=types.fraction, default=val_fraction,
+                        help=f"seeded stratified validation share (default {val_fraction})")
     parser.add_argument("--patience", type=types.positive_int,
                         help="early stopping after N epochs without a better validation accuracy")
     parser.add_argument("--seed", type=types.seed, default=0)
     parser.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda if available)")
     parser.add_argument("--no-amp", action="store_true", help="no bf16 autocast on GPU")
-    parser.add_argument("--out", default="nctk-finetune", help="output directory")
-    parser.add_argument("--resume", action="store_true", help="continue from --out's checkpoint")
-    parser.add_argument("--no-progress", "--quiet", dest="no_progress", action="store_true",
-                        help="hide the progress bars (shown on a terminal only anyway)")
-    parser.add_argument("--trust-checkpoint", action="store_true", help=TRUST_HELP)
-    parser.set_defaults(func=run)
 
 
 def output_names() -> tuple[str, ...]:
@@ -91,19 +97,6 @@ def scarcity_unit(unit: str | None, model: Any, unit_names: list[str] | None) ->
     from nctk.finetune.units import find_units
 
     return unit or min(PAPER_SCARCITY_UNIT, len(find_units(model, unit_names)))
-
-
-def declared_units(adapter) -> list[str] | None:
-    """None when the model's blocks are discovered (ResNets, ViTs: Li et al.'s units);
-    otherwise the blocks its adapter declares (the demo models' ``block1..K``, the largest
-    sequential container of other models), so that ``--unit``/``--sweep`` work on them."""
-    from nctk.finetune.units import find_units
-
-    try:
-        find_units(adapter.module)
-    except InputError:
-        return adapter.units() or None
-    return None
 
 
 def job_runs(args: argparse.Namespace, model: Any, unit_names: list[str] | None,
@@ -149,7 +142,7 @@ def job_runs(args: argparse.Namespace, model: Any, unit_names: list[str] | None,
     return probes + final
 
 
-def _config(args: argparse.Namespace):
+def train_config(args: argparse.Namespace):
     from nctk.finetune.train import TrainConfig
 
     return TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
@@ -175,6 +168,7 @@ def _load(args: argparse.Namespace, config: Any) -> _Inputs:
     widths) before anything trains."""
     from nctk.extract import load_dataset, load_model
     from nctk.extract.preflight import probe_image, probe_input
+    from nctk.finetune.adapters import declared_units
     from nctk.finetune.methods import check_scl_units
 
     unit_names = [u for u in args.unit_modules.split(",") if u] if args.unit_modules else None
@@ -283,7 +277,7 @@ def run(args: argparse.Namespace) -> int:
     modes = sum([bool(args.sweep), bool(args.scarcity), args.method is not None])
     if modes != 1:
         raise InputError("give exactly one of --method, --sweep or --scarcity", array="method")
-    config = _config(args)
+    config = train_config(args)
     config.check()
     inputs = _load(args, config)
     out = Path(args.out)

@@ -149,6 +149,15 @@ def _time_step(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
     return min(times)
 
 
+def epoch_seconds(run: Run, timings: Timings, *, batch_size: int) -> float:
+    """Seconds of one epoch of ``run``: its training steps (reading each batch) and its
+    validation pass."""
+    steps = run.train // batch_size + (run.train % batch_size > 1)
+    batch = min(batch_size, run.train)
+    return (steps * (timings.step[run.method] + batch * timings.read)
+            + run.evaluated * (timings.read + timings.evaluate))
+
+
 def estimate(runs: Sequence[Run], timings: Timings, *, batch_size: int,
              test_samples: int = 0) -> Estimate:
     """Seconds of ``runs`` from measured ``timings`` (see the module docstring);
@@ -156,11 +165,8 @@ def estimate(runs: Sequence[Run], timings: Timings, *, batch_size: int,
     per_sample = timings.read + timings.evaluate
     total = 0.0
     for run in runs:
-        steps = run.train // batch_size + (run.train % batch_size > 1)
-        batch = min(batch_size, run.train)
-        total += timings.setup[run.method] + run.epochs * (
-            steps * (timings.step[run.method] + batch * timings.read)
-            + run.evaluated * per_sample)
+        total += (timings.setup[run.method]
+                  + run.epochs * epoch_seconds(run, timings, batch_size=batch_size))
         total += (run.train + test_samples) * per_sample
     return Estimate(total, len(runs), dict(timings.step), batch_size)
 

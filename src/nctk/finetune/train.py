@@ -419,6 +419,18 @@ def _outcome(run: _Run, encoded: EncodedLabels, test_data: Dataset | None,
         seconds=time.perf_counter() - started, history=run.history, network=net)
 
 
+def checkpoint_history(out_dir: str | Path) -> list[dict]:
+    """The per-epoch history recorded in ``out_dir``'s checkpoint (empty without one):
+    ``epoch``, ``train_loss``, ``train_accuracy``, ``val_accuracy``, ``lr``, ``seconds``."""
+    path = Path(out_dir) / CHECKPOINT_NAME
+    if not path.is_file():
+        return []
+    try:
+        return list(torch.load(path, map_location="cpu", weights_only=True)["history"])
+    except Exception:  # any unreadable or foreign file is the user's input
+        raise InputError("not a readable nctk fine-tuning checkpoint", file=str(path)) from None
+
+
 def finetune(model: nn.Module, train_data: Dataset, *, method: str,
              unit: int | str | None = None, unit_names: list[str] | None = None,
              test_data: Dataset | None = None, val_data: Dataset | None = None,
