@@ -24,8 +24,8 @@ def curves_figure(curves: Mapping[str, Sequence[float]], rungs: Sequence[int], p
     ax = fig.add_subplot()
     style_axes(ax)
     for rung in rungs:
-        ax.axvline(rung, color="#9ca3af", linestyle="--", linewidth=0.9, zorder=0)
-    colours = model_colours(len(curves))
+        ax.axvline(rung, color="#6b7280", linestyle="--", linewidth=1.0, zorder=1)
+    colours = [c for c in model_colours(len(curves) + 1) if c != HIGHLIGHT][:len(curves)]
     for colour, (model, curve) in zip(colours, curves.items(), strict=True):
         epochs = list(range(1, len(curve) + 1))
         values = [100 * v for v in curve]
