@@ -148,3 +148,13 @@ def test_settings_that_cannot_select_are_input_errors(data, tmp_path):
         with pytest.raises(InputError, match=match):
             prepare(list(MODELS), data, **options(tmp_path, **kwargs))
     assert not (tmp_path / "out").exists()
+
+
+def test_a_wall_time_budget_is_turned_into_model_epochs_with_measured_steps(data, tmp_path):
+    prepared = prepare(list(MODELS), data, **options(tmp_path, budget="10m"))
+    plan = prepared.plan
+    assert plan.epoch_seconds > 0
+    assert plan.budget_epochs == pytest.approx(600 / plan.epoch_seconds)
+    assert plan.shortlist == 4  # ten minutes buy every model of this tiny pool
+    with pytest.raises(InputError, match=r"0.001 s is too small.*a budget of at least \d+s"):
+        prepare(list(MODELS), data, **options(tmp_path / "b", budget="0.001s"))

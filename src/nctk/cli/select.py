@@ -10,6 +10,7 @@ same command again resumes an interrupted run.
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from nctk.cli import COMMANDS
@@ -118,12 +119,17 @@ def run(args: argparse.Namespace) -> int:
             cache_dir=None if args.no_cache else (args.cache_dir or default_cache_dir()),
             progress=not args.no_progress)
         print(plan_lines(prepared), flush=True)
-        if args.schedule == "asha":
-            from nctk.select.asha import run_asha
+        try:
+            if args.schedule == "asha":
+                from nctk.select.asha import run_asha
 
-            selection = run_asha(prepared)
-        else:
-            selection = prepared.run()
+                selection = run_asha(prepared)
+            else:
+                selection = prepared.run()
+        except KeyboardInterrupt:
+            print(f"nctk select: the finished rungs and every model's last batch are kept in "
+                  f"{args.out}; the same command resumes", file=sys.stderr)
+            raise
     print("\n" + result_text(selection))
     write_outputs(args, selection)
     return 0

@@ -226,6 +226,22 @@ def epoch_seconds(job: TrainJob, specs: Mapping[str, str], train: int, val: int
     return seconds
 
 
+def measured_plan(budget: Budget, zero: ZeroTraining, job: TrainJob, *, eta: int,
+                  samples: int, train: int, val: int) -> Plan:
+    """The plan with the measured seconds per epoch of the average model: of the shortlist
+    for a budget in runs (the plan does not depend on them), of the whole pool for a
+    wall-time budget (which it turns into model-epochs)."""
+    sizes = dict(pool=len(zero.order), epochs=job.config.epochs, eta=eta, samples=samples,
+                 train=train, val=val)
+    chosen = plan(budget, **sizes) if budget.runs is not None else None
+    timed = zero.order[:chosen.shortlist] if chosen is not None else zero.order
+    timing = epoch_seconds(job, {m: zero.specs[m] for m in timed}, train, val)
+    mean = sum(timing.values()) / len(timing)
+    if chosen is not None:
+        return dataclasses.replace(chosen, epoch_seconds=mean)
+    return plan(budget, **sizes, epoch_seconds=mean)
+
+
 def _dataset(data: Any, split: str | None) -> Any:
     from nctk.extract import load_dataset
 
@@ -290,11 +306,9 @@ def prepare(models: Sequence[str], data: Any, *, budget: str | float,
         chosen = Plan(**{k: v for k, v in state.plan.items() if k != "cost_fraction"})
     else:
         started = time.perf_counter()
-        timing = epoch_seconds(job, zero.specs, n_train, n_val)
+        chosen = measured_plan(parsed, zero, job, eta=eta, samples=len(train),
+                               train=n_train, val=n_val)
         seconds["timing"] = time.perf_counter() - started
-        chosen = plan(parsed, pool=len(zero.order), epochs=config.epochs, eta=eta,
-                      samples=len(train), train=n_train, val=n_val,
-                      epoch_seconds=sum(timing.values()) / len(timing))
     if out is not None:
         runs.mkdir(parents=True, exist_ok=True)
     state.commit(chosen.to_json(), zero.order)

@@ -56,7 +56,7 @@ class Budget:
             return f"{self.runs:g} fine-tuning run{'s' if self.runs != 1 else ''}"
         from nctk.finetune.estimate import format_duration
 
-        return format_duration(self.seconds)
+        return f"{self.seconds:g} s" if self.seconds < 90 else format_duration(self.seconds)
 
 
 def parse_budget(text: str | float) -> Budget:
@@ -121,7 +121,8 @@ class Plan:
         zero_epochs: model-epochs of the zero-training phase (all M models).
         halving_epochs: model-epochs of successive halving (at most; failures end early).
         brute_force_epochs: M x E.
-        epoch_seconds: measured seconds per epoch of the average model (None if unmeasured).
+        epoch_seconds: measured seconds per epoch of the average model (of the shortlist
+            for a budget in runs, of the pool for a wall-time budget; None if unmeasured).
     """
 
     pool: int
