@@ -94,6 +94,8 @@ class Prepared:
     out_dir: Path | None
     seconds: dict[str, float]
     resumed: int = 0
+    #: the temporary folder of the checkpoints without ``out_dir`` (removed with this)
+    scratch: Any = field(default=None, repr=False)
 
     @property
     def shortlist(self) -> list[str]:
@@ -262,16 +264,42 @@ def identity(specs: Sequence[str], train: Any, val: Any, job: TrainJob, eta: int
             "image_size": job.image_size}
 
 
+def _train_job(train: Any, val: Any, config: TrainConfig, *, method: str,
+               unit: int | str | None, unit_names: Sequence[str] | None, runs: Path,
+               image_size: int | None, trust_checkpoint: bool, remote: bool) -> TrainJob:
+    """The shared settings of every run (datasets packed for a remote executor)."""
+    return TrainJob(train.packed() if remote else train,
+                    (val.packed() if remote else val) if val is not None else None,
+                    method, unit, tuple(unit_names) if unit_names else None,
+                    dataclasses.replace(config, progress=config.progress and not remote),
+                    str(runs.resolve()), image_size, trust_checkpoint)
+
+
+def _zero_phase(models: Sequence[str], train: Any, job: TrainJob, *, executor: Any,
+                prior: Any, cache_dir: str | None, progress: bool) -> ZeroTraining:
+    """Every model tried on one image, then scored without training."""
+    from nctk.extract.preflight import check_models
+    from nctk.scale import ExtractSettings
+
+    check_models(list(models), train, image_size=job.image_size, executor=executor,
+                 trust_checkpoint=job.trust_checkpoint)
+    return zero_training(models, train, executor=executor, extract=ExtractSettings(
+        image_size=job.image_size, device=job.config.device, cache_dir=cache_dir,
+        trust_checkpoint=job.trust_checkpoint), prior=prior, progress=progress)
+
+
 def prepare(models: Sequence[str], data: Any, *, budget: str | float,
             config: TrainConfig | None = None, eta: int = 3, method: str = "full",
             unit: int | str | None = None, unit_names: Sequence[str] | None = None,
             val_data: Any = None, prior: str | Mapping[str, float] | None = None,
             image_size: int | None = None, trust_checkpoint: bool = False,
             out_dir: str | Path | None = None, executor: Any = None,
-            cache_dir: str | None = None, progress: bool = False) -> Prepared:
-    """Check, score and plan a selection; nothing is trained yet (see :func:`select`)."""
-    from nctk.extract.preflight import check_models
-    from nctk.scale import ExtractSettings, LoopExecutor
+            cache_dir: str | None = None, progress: bool = False,
+            zero: ZeroTraining | None = None) -> Prepared:
+    """Check, score and plan a selection; nothing is trained yet (see :func:`select`).
+    ``zero``: the zero-training phase when the caller has scored the pool already (as
+    ``nctk demo`` has); it is then not run again."""
+    from nctk.scale import LoopExecutor
 
     config = config or DEFAULT_CONFIG
     check_settings(method, unit, eta, config, val_data is not None)
@@ -283,25 +311,19 @@ def prepare(models: Sequence[str], data: Any, *, budget: str | float,
         plan(parsed, pool=len(models), epochs=config.epochs, eta=eta, samples=len(train),
              train=n_train, val=n_val)
     executor = executor or LoopExecutor()
-    remote = getattr(executor, "remote", False)
     out = Path(out_dir) if out_dir is not None else None
-    runs = (out if out is not None else Path(tempfile.mkdtemp(prefix="nctk-select-"))
-            ) / RUNS_NAME
-    job = TrainJob(train.packed() if remote else train,
-                   (val.packed() if remote else val) if val is not None else None,
-                   method, unit, tuple(unit_names) if unit_names else None,
-                   dataclasses.replace(config, progress=config.progress and not remote),
-                   str(runs.resolve()), image_size, trust_checkpoint)
+    scratch = tempfile.TemporaryDirectory(prefix="nctk-select-") if out is None else None
+    runs = (out if out is not None else Path(scratch.name)) / RUNS_NAME
+    job = _train_job(train, val, config, method=method, unit=unit, unit_names=unit_names,
+                     runs=runs, image_size=image_size, trust_checkpoint=trust_checkpoint,
+                     remote=getattr(executor, "remote", False))
     state = SelectState.open(out / STATE_NAME if out is not None else None,
                              identity(models, train, val, job, eta, parsed, prior))
-    check_models(list(models), train, image_size=image_size, executor=executor,
-                 trust_checkpoint=trust_checkpoint)
-    seconds: dict[str, float] = {}
     started = time.perf_counter()
-    zero = zero_training(models, train, executor=executor, extract=ExtractSettings(
-        image_size=image_size, device=config.device, cache_dir=cache_dir,
-        trust_checkpoint=trust_checkpoint), prior=prior, progress=progress)
-    seconds["zero_training"] = time.perf_counter() - started
+    if zero is None:
+        zero = _zero_phase(models, train, job, executor=executor, prior=prior,
+                           cache_dir=cache_dir, progress=progress)
+    seconds = {"zero_training": time.perf_counter() - started}
     if state.plan is not None:
         chosen = Plan(**{k: v for k, v in state.plan.items() if k != "cost_fraction"})
     else:
@@ -309,11 +331,10 @@ def prepare(models: Sequence[str], data: Any, *, budget: str | float,
         chosen = measured_plan(parsed, zero, job, eta=eta, samples=len(train),
                                train=n_train, val=n_val)
         seconds["timing"] = time.perf_counter() - started
-    if out is not None:
-        runs.mkdir(parents=True, exist_ok=True)
+    runs.mkdir(parents=True, exist_ok=True)
     state.commit(chosen.to_json(), zero.order)
     return Prepared(zero, chosen, job, state, executor, out, seconds,
-                    resumed=len(state.results))
+                    resumed=len(state.results), scratch=scratch)
 
 
 def select(models: Sequence[str], data: Any, *, budget: str | float, **options: Any
