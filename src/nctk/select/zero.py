@@ -105,13 +105,25 @@ def zero_training(specs: Sequence[str], dataset: Any, *, executor: Any, extract:
         results["recommended"] = combine_terms(
             get_method("recommended"), {r.name: r.terms["recommended"] for r in run.records},
             results["recommended"].seconds, prior=resolved.values)
-    else:
+    zero = ordered(results, {r.name: r.spec for r in run.records}, resolved,
+                   labels=dataset.label_values(), notes=notes)
+    zero.failures, zero.seconds = failures, time.perf_counter() - started
+    zero.records = run.records
+    return zero
+
+
+def ordered(results: Mapping[str, Any], specs: Mapping[str, str], prior: Prior | None, *,
+            labels: Any, notes: Sequence[str] = ()) -> ZeroTraining:
+    """The :class:`ZeroTraining` of a pool already scored (``results`` holding
+    ``recommended``, combined with ``prior`` when there is one, and ``ncti``): the
+    hybrid order of ``recommended`` and the prior."""
+    notes = list(notes)
+    if prior is None:
         notes.append("no prior: the shortlist follows recommended (NCTI + ETran) alone")
     order = hybrid_order(results["recommended"].ranking,
-                         ranking(resolved.values) if resolved else None)
-    return ZeroTraining(order, {r.name: r.spec for r in run.records}, results, resolved,
-                        failures, notes, len(dataset), time.perf_counter() - started,
-                        run.records, dataset.label_values())
+                         ranking(prior.values) if prior is not None else None)
+    return ZeroTraining(order, dict(specs), {m: results[m] for m in METHODS}, prior,
+                        notes=notes, samples=len(labels), labels=labels)
 
 
 def _prior(prior: str | Mapping[str, float] | None, records: Sequence[Any]
