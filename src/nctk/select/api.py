@@ -295,10 +295,11 @@ def prepare(models: Sequence[str], data: Any, *, budget: str | float,
             image_size: int | None = None, trust_checkpoint: bool = False,
             out_dir: str | Path | None = None, executor: Any = None,
             cache_dir: str | None = None, progress: bool = False,
-            zero: ZeroTraining | None = None) -> Prepared:
+            zero: ZeroTraining | None = None, timed: bool = True) -> Prepared:
     """Check, score and plan a selection; nothing is trained yet (see :func:`select`).
     ``zero``: the zero-training phase when the caller has scored the pool already (as
-    ``nctk demo`` has); it is then not run again."""
+    ``nctk demo`` has); it is then not run again. ``timed=False`` skips measuring the
+    seconds per epoch for a budget in runs (the plan's expected time is then unknown)."""
     from nctk.scale import LoopExecutor
 
     config = config or DEFAULT_CONFIG
@@ -326,6 +327,9 @@ def prepare(models: Sequence[str], data: Any, *, budget: str | float,
     seconds = {"zero_training": time.perf_counter() - started}
     if state.plan is not None:
         chosen = Plan(**{k: v for k, v in state.plan.items() if k != "cost_fraction"})
+    elif parsed.runs is not None and not timed:
+        chosen = plan(parsed, pool=len(zero.order), epochs=config.epochs, eta=eta,
+                      samples=len(train), train=n_train, val=n_val)
     else:
         started = time.perf_counter()
         chosen = measured_plan(parsed, zero, job, eta=eta, samples=len(train),
