@@ -86,11 +86,11 @@ class Target:
 
 def split_sizes(folder: Path, val_fraction: float, seed: int) -> tuple[int, int, int]:
     """(N, n_train, n_val) of the target's train draw, split as ``finetune`` splits it."""
-    from nctk.finetune.data import split_train_val
+    from nctk.sampling import train_validation_split
     from nctk.validation import encode_labels
 
     labels = np.load(folder / "train.npz")["labels"]
-    train, val = split_train_val(encode_labels(labels).codes, val_fraction, seed)
+    train, val = train_validation_split(encode_labels(labels).codes, val_fraction, seed)
     return len(labels), len(train), len(val)
 
 

@@ -107,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
     specs = model_specs(args.models)
     if args.schedule == "asha" and args.executor != "ray":
         raise InputError("--schedule asha runs Ray Tune trials: add --executor ray",
-                         array="schedule")
+                         parameter="schedule")
     config = train_config(args)
     unit_names = [u for u in args.unit_modules.split(",") if u] if args.unit_modules else None
     with make_executor(args) as executor:

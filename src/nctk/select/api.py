@@ -117,7 +117,7 @@ class Prepared:
 
         if schedule.pick is None:
             reasons = "; ".join(f"{r.model}: {r.failure}" for r in schedule.rows[:3])
-            raise InputError(f"every candidate failed ({reasons})", array="models")
+            raise InputError(f"every candidate failed ({reasons})", parameter="models")
         weights = (save_pick(self.job, schedule.pick, self.zero.specs[schedule.pick],
                              self.out_dir / PICK_NAME) if self.out_dir is not None else None)
         curves = {row.model: [h["val_accuracy"] for h in
@@ -173,17 +173,17 @@ def check_settings(method: str, unit: int | str | None, eta: int, config: TrainC
     """Raise :class:`InputError` for a method, unit, eta or split that cannot select."""
     if method not in METHODS:
         raise InputError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}",
-                         array="method")
+                         parameter="method")
     if method in ("layer", "scl") and unit is None:
-        raise InputError(f"method {method!r} needs a unit", array="unit")
+        raise InputError(f"method {method!r} needs a unit", parameter="unit")
     if method in ("lp", "full") and unit is not None:
-        raise InputError(f"method {method!r} takes no unit", array="unit")
+        raise InputError(f"method {method!r} takes no unit", parameter="unit")
     if isinstance(eta, bool) or not isinstance(eta, int) or eta < 2:
-        raise InputError(f"eta must be an integer >= 2, got {eta!r}", array="eta")
+        raise InputError(f"eta must be an integer >= 2, got {eta!r}", parameter="eta")
     config.check()
     if not has_val_data and config.val_fraction == 0:
         raise InputError("selection scores models on validation data: give validation data "
-                         "or a validation fraction > 0", array="val_fraction")
+                         "or a validation fraction > 0", parameter="val_fraction")
 
 
 def check_split(train: Any, val: Any, config: TrainConfig) -> tuple[int, int]:
@@ -191,15 +191,17 @@ def check_split(train: Any, val: Any, config: TrainConfig) -> tuple[int, int]:
     the stratified split, or explicit validation data has other classes."""
     import numpy as np
 
-    from nctk.finetune.data import encode_dataset, encode_validation, split_train_val
+    from nctk.finetune.data import encode_dataset, encode_validation
+    from nctk.sampling import train_validation_split
 
     _, encoded = encode_dataset(train, "training data")
     if val is not None:
         if (val.spec, val.identity) == (train.spec, train.identity):
-            raise InputError("the validation data are the training data", array="val_data")
+            raise InputError("the validation data are the training data", parameter="val_data")
         encode_validation(val, encoded.classes)
         return len(train), len(val)
-    train_idx, val_idx = split_train_val(encoded.codes, config.val_fraction, config.seed)
+    train_idx, val_idx = train_validation_split(encoded.codes, config.val_fraction,
+                                                config.seed)
     for side, idx in (("validation", val_idx), ("training", train_idx)):
         counts = np.bincount(encoded.codes[idx], minlength=encoded.num_classes)
         if counts.min() == 0:

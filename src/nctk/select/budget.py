@@ -67,17 +67,17 @@ def parse_budget(text: str | float) -> Budget:
     """
     if isinstance(text, bool):
         raise InputError(f"expected a number of runs or a time such as 20m, got {text!r}",
-                         array="budget")
+                         parameter="budget")
     if isinstance(text, int | float):
         value, unit = float(text), ""
     else:
         match = _BUDGET.match(str(text))
         if not match:
             raise InputError(f"expected a number of runs (e.g. 3) or a time (90s, 20m, 1h), "
-                             f"got {text!r}", array="budget")
+                             f"got {text!r}", parameter="budget")
         value, unit = float(match.group(1)), match.group(2)
     if not math.isfinite(value) or value <= 0:
-        raise InputError(f"must be > 0, got {text!r}", array="budget")
+        raise InputError(f"must be > 0, got {text!r}", parameter="budget")
     return Budget(seconds=value * TIME_UNITS[unit]) if unit else Budget(runs=value)
 
 
@@ -85,9 +85,9 @@ def ladder(epochs: int, eta: int) -> list[int]:
     """The rung epochs: round(E / eta^j) for j = K-1, ..., 0 with eta^(K-1) <= E, each at
     least 1, distinct; the last is E."""
     if epochs < 1:
-        raise InputError(f"epochs must be >= 1, got {epochs}", array="epochs")
+        raise InputError(f"epochs must be >= 1, got {epochs}", parameter="epochs")
     if isinstance(eta, bool) or not isinstance(eta, int) or eta < 2:
-        raise InputError(f"eta must be an integer >= 2, got {eta!r}", array="eta")
+        raise InputError(f"eta must be an integer >= 2, got {eta!r}", parameter="eta")
     powers = [1]
     while powers[-1] * eta <= epochs:
         powers.append(powers[-1] * eta)
@@ -152,7 +152,7 @@ def budget_epochs(budget: Budget, epochs: int, epoch_seconds: float | None) -> f
         return budget.runs * epochs
     if epoch_seconds is None or not epoch_seconds > 0:
         raise InputError("a wall-time budget needs the measured seconds per epoch",
-                         array="budget")
+                         parameter="budget")
     return budget.seconds / epoch_seconds
 
 
@@ -174,7 +174,7 @@ def plan(budget: Budget, *, pool: int, epochs: int, eta: int, samples: int, trai
             smallest budget that would.
     """
     if pool < 2:
-        raise InputError(f"selection needs at least 2 models, got {pool}", array="models")
+        raise InputError(f"selection needs at least 2 models, got {pool}", parameter="models")
     rungs = ladder(epochs, eta)
     available = budget_epochs(budget, epochs, epoch_seconds)
     zero = pool * zero_training_epochs(samples, train, val)
@@ -184,7 +184,7 @@ def plan(budget: Budget, *, pool: int, epochs: int, eta: int, samples: int, trai
         raise InputError(f"{budget.describe()} is too small: the zero-training phase of "
                          f"{pool} models and two candidates on the rungs {rungs} need "
                          f"{needed:.3g} model-epochs, a budget of at least "
-                         f"{_minimum(needed, budget, epochs, epoch_seconds)}", array="budget")
+                         f"{_minimum(needed, budget, epochs, epoch_seconds)}", parameter="budget")
     n = max(fits)
     return Plan(pool, epochs, eta, n, rungs, rung_sizes(n, len(rungs), eta), available, zero,
                 halving_cost(n, rungs, eta), pool * epochs, epoch_seconds)

@@ -97,12 +97,12 @@ def rung_sizes(candidates: int, rungs: int, eta: int) -> list[int]:
 
 def _check(order: Sequence[str], rungs: Sequence[int], eta: int) -> None:
     if len(order) < 1 or len(set(order)) != len(order):
-        raise InputError(f"needs distinct models, got {list(order)}", array="models")
+        raise InputError(f"needs distinct models, got {list(order)}", parameter="models")
     if not rungs or any(r < 1 for r in rungs) or list(rungs) != sorted(set(rungs)):
         raise InputError(f"rungs must be increasing epochs >= 1, got {list(rungs)}",
-                         array="rungs")
+                         parameter="rungs")
     if isinstance(eta, bool) or not isinstance(eta, int) or eta < 2:
-        raise InputError(f"eta must be an integer >= 2, got {eta!r}", array="eta")
+        raise InputError(f"eta must be an integer >= 2, got {eta!r}", parameter="eta")
 
 
 def _score(value: float | Failure | None) -> float | Failure:

@@ -33,7 +33,7 @@ def hybrid_order(task_aware: Sequence[str], prior: Sequence[str] | None = None) 
         return list(task_aware)
     if sorted(prior) != sorted(task_aware):
         raise InputError("the prior ranks other models than the zero-training scores",
-                         array="prior")
+                         parameter="prior")
     order: list[str] = []
     for pair in zip(task_aware, prior, strict=True):
         for model in pair:

@@ -128,7 +128,9 @@ def validation_size(job: TrainJob) -> int:
     """Size of the validation data: the explicit one, or the split's share."""
     if job.val is not None:
         return len(job.val)
-    from nctk.finetune.data import encode_dataset, split_train_val
+    from nctk.finetune.data import encode_dataset
+    from nctk.sampling import train_validation_split
 
     _, encoded = encode_dataset(job.train)
-    return len(split_train_val(encoded.codes, job.config.val_fraction, job.config.seed)[1])
+    codes, config = encoded.codes, job.config
+    return len(train_validation_split(codes, config.val_fraction, config.seed)[1])

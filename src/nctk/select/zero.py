@@ -94,7 +94,7 @@ def zero_training(specs: Sequence[str], dataset: Any, *, executor: Any, extract:
     if len(run.records) < 2:
         raise InputError(f"{len(run.records)} of {len(specs)} models could be scored; "
                          "selection needs at least 2" + (f" ({notes[0]})" if notes else ""),
-                         array="models")
+                         parameter="models")
     resolved, note = _prior(prior, run.records)
     notes += [note] if note else []
     results = dict(run.results)
