@@ -13,7 +13,8 @@ import pytest
 import nctk
 from nctk.cli import main
 from nctk.errors import InputError
-from nctk.transfer.recommended import members_used, rank_average
+from nctk.transfer.aggregate import rank_average
+from nctk.transfer.recommended import members_used
 from scores_core_data import blobs
 
 

@@ -1,22 +1,20 @@
-"""``recommended``: the ranking nctk recommends, a rank average of NCTI, ETran and a prior.
+"""``recommended``: the ranking nctk recommends, registered methods and a prior combined.
 
 For a pool of M models (docs/methods-recommended.md, "The recommended ranking"):
 
-* members: the registered methods ``ncti`` (the reference pool score n(seli) + n(ncc) -
-  n(vc)) and ``etran_equal`` (ETran with the paper's equal weights, n(S_en) + n(S_lda),
-  the variant of the public per-model scores it was validated on), each scoring the pool as
-  it does on its own, and, when given, a data-free prior (e.g. the models' ImageNet top-1,
-  their source accuracy, or any {model: value} the user trusts, higher = better);
-* r_s(m) = rank of model m by member s, ascending (1 = lowest, M = highest, ties
-  averaged, ``scipy.stats.rankdata``);
-* recommended(m) = (1/|S|) sum_{s in S} r_s(m): the mean rank (Borda count), in [1, M],
-  higher = better.
+* the rule: :data:`WITHOUT_PRIOR` when no prior is given, :data:`WITH_PRIOR` (its members
+  and the prior) when one is: a few registered methods, each scoring the pool as it does on
+  its own (``ncti``: the reference pool score n(seli) + n(ncc) - n(vc); ``etran_equal``:
+  ETran with the paper's equal weights), combined by an aggregator of
+  :mod:`nctk.transfer.aggregate` (``mean_rank``: the Borda count; ``z_mean``: the mean of
+  the members' z-scores over the pool; ``median_rank``);
+* the prior: a data-free value per model, higher = better (the models' ImageNet top-1,
+  their source accuracy, or any {model: value} the user trusts).
 
-The members were chosen leave-one-target-out on the public scores of 10 models x 11
-targets (``benchmarks/bench_recommended.py``): NCTI + ETran is the pair selected in every
-fold; no weights are fitted. No ground truth is needed. Each model's ``components`` hold
-every member's score and rank (1 = best); a member that is not available (no prior) is
-left out and the others are averaged.
+The rule was chosen leave-one-collection-out over the public tmlr scores, the demo pool,
+nctk's zoo and its selection targets (``benchmarks/bench_recommended.py``; figures in
+benchmarks/README.md). No ground truth is needed. Each model's ``components`` hold every
+member's score and rank (1 = best), under the member's registered name.
 """
 
 from __future__ import annotations
@@ -24,33 +22,73 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
-
-import numpy as np
 
 from nctk.errors import InputError
 from nctk.transfer import etran, ncti  # noqa: F401  (registers the members)
-from nctk.transfer.ranking import rank_order
-from nctk.transfer.registry import Components, Method, get_method, register
+from nctk.transfer.aggregate import AGGREGATORS, RANK_SUFFIX, aggregate
+from nctk.transfer.ranking import model_terms, rank_order
+from nctk.transfer.registry import Components, Method, get_method, register, supported_options
 
-#: The estimators averaged, registered method names in display order (the prior, when
-#: given, comes last); each member's score and rank are shown under its method's name.
-ESTIMATORS = ("ncti", "etran_equal")
 PRIOR = "prior"
-RANK_SUFFIX = "_rank"
 
 
-def recommended_components(features: Any, labels: Any, *, device: Any = None) -> Components:
-    """The raw terms of every estimator member of one model, keyed ``<member>.<term>``."""
-    return {f"{member}.{key}": value for member in ESTIMATORS
-            for key, value in get_method(member).components(features, labels,
-                                                            device=device).items()}
+@dataclass(frozen=True)
+class Rule:
+    """``members`` (registered method names; with a prior, the prior is one more member)
+    combined by ``aggregator`` (one of :data:`~nctk.transfer.aggregate.AGGREGATORS`)."""
+
+    members: tuple[str, ...]
+    aggregator: str
+
+    def __post_init__(self) -> None:
+        if self.aggregator not in AGGREGATORS:
+            raise ValueError(f"unknown aggregator {self.aggregator!r}")
+
+
+#: The rule without a prior and with one (benchmarks/README.md, "The rule").
+WITHOUT_PRIOR = Rule(("ncti", "etran_equal"), "mean_rank")
+WITH_PRIOR = Rule(("ncti", "etran_equal"), "mean_rank")
+#: Every method a model is scored with (the prior is only known when the pool is combined).
+ESTIMATORS = tuple(dict.fromkeys(WITHOUT_PRIOR.members + WITH_PRIOR.members))
+#: The key of a per-model score in the components of a member that is not pool-relative.
+SCORE = "score"
+
+
+def rule_for(prior: Mapping[str, Any] | None) -> Rule:
+    """The rule that applies with (``prior`` given) or without a prior."""
+    return WITHOUT_PRIOR if prior is None else WITH_PRIOR
+
+
+def recommended_components(features: Any, labels: Any, *, seed: int = 0,
+                           device: Any = None) -> Components:
+    """The raw terms of every member of one model, keyed ``<member>.<term>`` (a member
+    that is not pool-relative: ``<member>.score``); ``seed`` and ``device`` go to the
+    members that take them."""
+    out = {}
+    for member in ESTIMATORS:
+        method = get_method(member)
+        terms = model_terms(method, features, labels,
+                            **supported_options(method, {"seed": seed, "device": device}))
+        terms = terms if isinstance(terms, dict) else {SCORE: terms}
+        out.update({f"{member}.{key}": value for key, value in terms.items()})
+    return out
 
 
 def _member_raw(raw: Mapping[str, Components], member: str) -> dict[str, Components]:
     prefix = f"{member}."
     return {m: {k[len(prefix):]: v for k, v in c.items() if k.startswith(prefix)}
             for m, c in raw.items()}
+
+
+def _pool_scores(member: str, raw: Mapping[str, Components]) -> dict[str, float]:
+    """One member's scores over the pool, as the method gives them on its own."""
+    method = get_method(member)
+    terms = _member_raw(raw, member)
+    if method.pool_relative:
+        return method.combine(terms)[0]
+    return {m: float(t[SCORE]) for m, t in terms.items()}
 
 
 def check_prior(prior: Mapping[str, Any], models: list[str]) -> dict[str, float]:
@@ -73,51 +111,25 @@ def check_prior(prior: Mapping[str, Any], models: list[str]) -> dict[str, float]
 
 def _is_number(value: Any) -> bool:
     """A finite real number (not a bool)."""
-    return (not isinstance(value, bool | np.bool_) and isinstance(value, numbers.Real)
+    return (not isinstance(value, bool) and isinstance(value, numbers.Real)
             and math.isfinite(value))
 
 
 def member_scores(raw: Mapping[str, Components], prior: Mapping[str, Any] | None = None
                   ) -> dict[str, dict[str, float]]:
-    """member -> {model: score}: each estimator's pool score (as the method named by the
-    member gives it), and the prior if given."""
-    models = list(raw)
-    scores = {member: get_method(member).combine(_member_raw(raw, member))[0]
-              for member in ESTIMATORS}
+    """member -> {model: score}: each member of the rule that applies, scoring the pool as
+    the method named by the member does, and the prior if given."""
+    scores = {member: _pool_scores(member, raw) for member in rule_for(prior).members}
     if prior is not None:
-        scores[PRIOR] = check_prior(prior, models)
+        scores[PRIOR] = check_prior(prior, list(raw))
     return scores
-
-
-def rank_average(scores: Mapping[str, Mapping[str, float]]
-                 ) -> tuple[dict[str, float], dict[str, Components]]:
-    """Mean ascending rank over the members (Borda), with each member's score and rank.
-
-    Args:
-        scores: member -> {model: score}, every member scoring the same models.
-
-    Returns:
-        (model -> mean rank in [1, M], higher = better; model -> {member: score,
-        member_rank: 1-based rank, 1 = best, ties averaged}).
-    """
-    from scipy.stats import rankdata  # here: scipy.stats takes ~0.8 s to import
-
-    models = list(next(iter(scores.values())))
-    size = len(models)
-    ascending = {s: dict(zip(models, rankdata([v[m] for m in models]), strict=True))
-                 for s, v in scores.items()}
-    combined = {m: float(np.mean([ascending[s][m] for s in scores])) for m in models}
-    comps = {m: {key: value for s in scores
-                 for key, value in ((s, float(scores[s][m])),
-                                    (s + RANK_SUFFIX, float(size + 1 - ascending[s][m])))}
-             for m in models}
-    return combined, comps
 
 
 def combine_pool(raw: Mapping[str, Components], *, prior: Mapping[str, Any] | None = None
                  ) -> tuple[dict[str, float], dict[str, Components]]:
-    """The recommended score of every model of the pool (see the module docstring)."""
-    return rank_average(member_scores(raw, prior))
+    """The recommended score of every model of the pool (see the module docstring):
+    (model -> combined score, higher = better; model -> each member's score and rank)."""
+    return aggregate(member_scores(raw, prior), rule_for(prior).aggregator)
 
 
 def combine_scores(scores: Mapping[str, Mapping[str, float]], *,
@@ -126,26 +138,27 @@ def combine_scores(scores: Mapping[str, Mapping[str, float]], *,
     """The rule on a pool already scored, without features.
 
     Args:
-        scores: method -> {model: pool score}, holding at least every member of
-            :data:`ESTIMATORS` (e.g. the ``scores`` of ``nctk.rank(pool, y, "ncti")``;
-            other methods are ignored), every member over the same models.
+        scores: method -> {model: pool score}, holding at least every member of the rule
+            that applies (:func:`rule_for`; e.g. the ``scores`` of
+            ``nctk.rank(pool, y, "ncti")``; other methods are ignored), every member over
+            the same models.
         prior: {model: value}, higher = better, or None.
 
     Returns:
-        As :func:`combine_pool`: (model -> mean rank, higher = better; model -> each
-        member's score and rank).
+        As :func:`combine_pool`.
     """
-    missing = [m for m in ESTIMATORS if m not in scores]
+    rule = rule_for(prior)
+    missing = [m for m in rule.members if m not in scores]
     if missing:
-        raise InputError(f"scores: no scores of the member(s) {missing} (the rule averages "
-                         f"{', '.join(ESTIMATORS)})")
-    models = list(scores[ESTIMATORS[0]])
+        raise InputError(f"scores: no scores of the member(s) {missing} (the rule combines "
+                         f"{', '.join(rule.members)})")
+    models = list(scores[rule.members[0]])
     chosen = {}
-    for member in ESTIMATORS:
+    for member in rule.members:
         values = scores[member]
         if sorted(values) != sorted(models):
             raise InputError(f"scores: '{member}' scores other models than "
-                             f"'{ESTIMATORS[0]}'")
+                             f"'{rule.members[0]}'")
         bad = [m for m in models if not _is_number(values[m])]
         if bad:
             raise InputError(f"scores: '{member}' has no finite score for model(s) {bad}")
@@ -154,7 +167,7 @@ def combine_scores(scores: Mapping[str, Mapping[str, float]], *,
         raise InputError(f"scores: a ranking needs at least 2 models, got {len(models)}")
     if prior is not None:
         chosen[PRIOR] = check_prior(prior, models)
-    return rank_average(chosen)
+    return aggregate(chosen, rule.aggregator)
 
 
 def ranking(scores: Mapping[str, Mapping[str, float]], *,
