@@ -100,7 +100,7 @@ def test_ablation_recombines_components_computed_once():
                 "without spread": up - down, "without down": up + spread}
     for name, scores in expected.items():
         assert result[name]["weighted_tau"] == pytest.approx(weightedtau(scores, gt).statistic,
-                                                             abs=1e-12)
+                                                             abs=1e-7)
 
 
 def test_weight_sweep_varies_one_weight_with_the_others_at_one():
@@ -117,7 +117,7 @@ def test_weight_sweep_varies_one_weight_with_the_others_at_one():
     gt = [truth[m] for m in models]
     for w in analyses.PAPER_WEIGHT_VALUES:
         want = weightedtau(up + spread - w * down, gt).statistic
-        assert sweep["down"][w] == pytest.approx(want, abs=1e-12)
+        assert sweep["down"][w] == pytest.approx(want, abs=1e-7)
     # weight 1 reproduces the full method
     full = analyses.ablation(raw, truth, meth)["all"]["weighted_tau"]
     assert analyses.weight_sweep(raw, truth, meth, values=[1.0])["spread"][1.0] == full
@@ -163,7 +163,7 @@ def test_few_shot_direct_tau_for_one_draw():
     models = list(pool)
     want = weightedtau([pool[m][idx, 0].mean() for m in models],
                        [truth[m] for m in models]).statistic
-    assert out["methods"]["col0"][4]["taus"] == [pytest.approx(want, abs=1e-12)]
+    assert out["methods"]["col0"][4]["taus"] == [pytest.approx(want, abs=1e-7)]
 
 
 def test_few_shot_records_a_method_that_rejects_small_draws():
@@ -220,7 +220,7 @@ def test_source_terms_use_each_models_own_source_labels():
     models = [f.name for f in files]
     down = _norm([f.features[:, 2].mean() for f in files])
     want = weightedtau(-down, [truth[m] for m in models]).statistic
-    assert out["down"]["source"] == pytest.approx(want, abs=1e-12)
+    assert out["down"]["source"] == pytest.approx(want, abs=1e-7)
     assert out["down"]["target"] == out["down"]["source"]
     assert analyses.source_terms(source_raw, truth, meth)["all"]["target"] is None
 
@@ -243,4 +243,4 @@ def test_real_ncti_ablation_equals_ranking_with_those_weights():
                              ("only ncc", {"w_seli": 0.0, "w_vc": 0.0})]:
         scores = rank(pool, labels, "ncti", **weights).scores
         assert result[variant]["weighted_tau"] == pytest.approx(
-            evaluate(scores, truth)["weighted_tau"], abs=1e-12)
+            evaluate(scores, truth)["weighted_tau"], abs=1e-7)

@@ -74,12 +74,12 @@ def test_ablation_matches_the_library_and_rank(digits_pool, capsys, tmp_path):
     pool = load_pool(paths)
     full = rank_pool(pool, "ncti")
     assert result["all"]["weighted_tau"] == pytest.approx(
-        evaluate(full.scores, truth)["weighted_tau"], abs=1e-12)
+        evaluate(full.scores, truth)["weighted_tau"], abs=1e-7)
     # "only vc" ranks by -vc: check it straight from the raw terms
     models = list(full.scores)
     minus_vc = [-full.components[m]["vc"] for m in models]
     assert result["only vc"]["weighted_tau"] == pytest.approx(
-        weightedtau(minus_vc, [truth[m] for m in models]).statistic, abs=1e-12)
+        weightedtau(minus_vc, [truth[m] for m in models]).statistic, abs=1e-7)
     assert "without ncc" in out
 
 
@@ -95,10 +95,10 @@ def test_weights_sweep(digits_pool, capsys, tmp_path):
     pool = load_pool(paths)
     truth = json.loads(gt.read_text())
     full = evaluate(rank_pool(pool, "ncti").scores, truth)["weighted_tau"]
-    assert all(sweep[t]["1.0"] == pytest.approx(full, abs=1e-12) for t in sweep)
+    assert all(sweep[t]["1.0"] == pytest.approx(full, abs=1e-7) for t in sweep)
     heavy_vc = rank_pool(pool, "ncti", w_vc=2.0).scores
     assert sweep["vc"]["2.0"] == pytest.approx(evaluate(heavy_vc, truth)["weighted_tau"],
-                                               abs=1e-12)
+                                               abs=1e-7)
     assert "w_seli" in out
 
 
@@ -116,7 +116,7 @@ def test_fewshot(digits_pool, capsys, tmp_path):
     # k=30 exceeds every class (10 images): the whole pool, so every draw is the same
     full = evaluate(rank_pool(load_pool(paths), "ncti").scores,
                     json.loads(gt.read_text()))["weighted_tau"]
-    assert cell["taus"] == pytest.approx([full, full], abs=1e-12)
+    assert cell["taus"] == pytest.approx([full, full], abs=1e-7)
     assert any("used whole" in n for n in data["notes"])
     assert "k=2" in out and "±" in out
 
@@ -193,7 +193,7 @@ def test_source_terms(digits_pool, capsys, tmp_path):
     truth = json.loads(gt.read_text())
     ncc = {f.name: analyses.components_per_model([f])[f.name]["ncc"] for f in src_pool}
     assert result["ncc"]["source"] == pytest.approx(
-        weightedtau(list(ncc.values()), [truth[m] for m in ncc]).statistic, abs=1e-12)
+        weightedtau(list(ncc.values()), [truth[m] for m in ncc]).statistic, abs=1e-7)
     assert all(math.isfinite(v["target"]) for v in result.values())
     assert "source features" in out
 

@@ -54,7 +54,7 @@ def test_saved_features_rank_again_with_the_same_scores(demo_out, capsys):
     again = json.loads(out.read_text())["methods"]
     first = json.loads((demo_out / "demo.json").read_text())["methods"]
     for method in ("ncti", "logme"):
-        assert again[method]["scores"] == pytest.approx(first[method]["scores"], rel=1e-9)
+        assert again[method]["scores"] == pytest.approx(first[method]["scores"], rel=1e-7)
 
 
 def test_runner_scores_match_direct_scoring_of_its_features():
@@ -63,7 +63,7 @@ def test_runner_scores_match_direct_scoring_of_its_features():
     result = run_demo(models=["cnn_small_1ep", "mixer_tiny"], methods="logme")
     for file in result.pool:
         assert result.outcome.results["logme"].scores[file.name] == pytest.approx(
-            score("logme", file.features, file.labels), rel=1e-9)
+            score("logme", file.features, file.labels), rel=1e-7)
     assert result.outcome.truth.keys() == {"cnn_small_1ep", "mixer_tiny"}
 
 
@@ -101,4 +101,4 @@ def test_demo_ranks_with_the_shipped_source_accuracies_as_prior(tmp_path, capsys
     assert main(["rank", *map(str, sorted((out / "features").glob("*.npz"))), "--method",
                  "recommended", "--json", str(again)]) == 0
     assert json.loads(again.read_text())["methods"]["recommended"]["scores"] == pytest.approx(
-        data["methods"]["recommended"]["scores"], rel=1e-12)
+        data["methods"]["recommended"]["scores"], rel=1e-7)

@@ -32,7 +32,7 @@ def test_readme_python_snippet_runs_as_written(capsys):
     assert result.ranking == ["pixels", "blurred"]  # noise makes the features worse
     from_stats = namespace["nctk"].collapse.from_stats(stats)
     direct = namespace["nctk"].collapse.measure(namespace["features"], namespace["labels"])
-    assert from_stats["nc1"] == pytest.approx(direct["nc1"], rel=1e-10)
+    assert from_stats["nc1"] == pytest.approx(direct["nc1"], rel=1e-7)
     assert "pixels" in capsys.readouterr().out
 
 

@@ -10,6 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
+pytest.importorskip("torchvision")  # the vision extra: nctk.extract needs it
+
 from nctk.errors import InputError
 from nctk.extract import load_dataset, subsample_per_class
 

@@ -14,6 +14,9 @@ import pytest
 import torch
 from PIL import Image
 from torch import nn
+
+pytest.importorskip("torchvision")  # the vision extra: nctk.extract needs it
+
 from torchvision import transforms as T
 
 from nctk.cli import main
@@ -151,6 +154,7 @@ def _slow_run_command(tmp_path, data, counter, delay):
     return [sys.executable, "-c", script]
 
 
+@pytest.mark.slow
 def test_a_killed_run_resumes_from_its_chunks(npz_data, tmp_path):
     path, _, labels = npz_data  # 22 images, batches of 4: 6 batches, chunks of 2 batches
     partial = tmp_path / "cache"

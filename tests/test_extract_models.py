@@ -8,6 +8,8 @@ import pytest
 import torch
 from torch import nn
 
+pytest.importorskip("torchvision")  # the vision extra: nctk.extract needs it
+
 from nctk.errors import InputError, UnknownChoice
 from nctk.extract import ModelAdapter, load_model
 from nctk.extract.models import pool_output
@@ -79,6 +81,7 @@ def test_unknown_spec_lists_accepted_kinds():
 
 
 def test_timm_vit_uses_pre_logits_and_class_token():
+    pytest.importorskip("timm")
     adapter = load_model("timm:test_vit", image_size=32)  # timm's tiny test ViT
     m = adapter.module.eval()
     assert adapter.units()[:2] == ["blocks.0", "blocks.1"]
@@ -98,7 +101,7 @@ def test_timm_vit_uses_pre_logits_and_class_token():
 
 
 def test_timm_errors(monkeypatch):
-    import timm
+    timm = pytest.importorskip("timm")
 
     with pytest.raises(InputError, match="unknown timm model 'nosuchnet'"):
         load_model("timm:nosuchnet")
@@ -114,6 +117,7 @@ def test_timm_errors(monkeypatch):
 
 
 def test_timm_cnn_uses_its_feature_info_stages():
+    pytest.importorskip("timm")
     adapter = load_model("timm:test_resnet", image_size=32)
     m = adapter.module.eval()
     assert adapter.units()[-2:] == ["layer3", "layer4"]
@@ -138,6 +142,7 @@ def _tiny_hf_vit(directory):
 
 
 def test_hf_vit_classifier_from_a_saved_directory(tmp_path):
+    pytest.importorskip("transformers")
     model = _tiny_hf_vit(tmp_path / "tiny-vit")
     adapter = load_model(f"hf:{tmp_path / 'tiny-vit'}")
     assert adapter.name == "tiny-vit"
@@ -158,6 +163,7 @@ def test_hf_vit_classifier_from_a_saved_directory(tmp_path):
 
 
 def test_hf_headless_cnn_uses_the_pooled_output(tmp_path):
+    pytest.importorskip("transformers")
     from transformers import ConvNextImageProcessor, ResNetConfig, ResNetModel
 
     config = ResNetConfig(embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1],
@@ -177,7 +183,7 @@ def test_hf_headless_cnn_uses_the_pooled_output(tmp_path):
 
 
 def test_hf_offline_is_a_clear_error(monkeypatch):
-    import transformers
+    transformers = pytest.importorskip("transformers")
 
     def offline(*args, **kwargs):
         raise OSError("We couldn't connect to 'https://huggingface.co' to load the files")

@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 import torch
 
+pytest.importorskip("torchvision")  # the vision extra: nctk.extract needs it
+
 import nctk.extract.engine as engine
 from nctk.cli import main
 from nctk.demo.assets import asset

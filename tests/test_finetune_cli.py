@@ -7,6 +7,9 @@ import json
 import numpy as np
 import pytest
 import torch
+
+pytest.importorskip("torchvision")  # the vision extra
+
 from torchvision.models.resnet import BasicBlock, ResNet
 
 from nctk.cli import main

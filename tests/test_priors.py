@@ -8,6 +8,9 @@ import json
 import numpy as np
 import pytest
 import torch
+
+pytest.importorskip("torchvision")  # the vision extra
+
 import torchvision.models as tvm
 from torch import nn
 from torchvision import transforms as T

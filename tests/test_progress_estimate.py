@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 import torch
 
+pytest.importorskip("torchvision")  # the vision extra: nctk.extract needs it
+
 from nctk.cli import main
 from nctk.extract import load_dataset, load_model
 from nctk.finetune.estimate import (

@@ -13,9 +13,10 @@ import pickle
 
 import numpy as np
 import pytest
-import timm
 import torch
-import torchvision
+
+torchvision = pytest.importorskip("torchvision")  # the vision extra
+timm = pytest.importorskip("timm")  # the timm extra
 
 from nctk.cli import main
 from nctk.errors import InputError

@@ -20,7 +20,6 @@ from PIL import Image
 import nctk
 from nctk.cli import main
 from nctk.errors import InputError
-from nctk.extract import load_dataset
 from nctk.io import load_ground_truth, read_json
 from nctk.paths import printable
 
@@ -54,6 +53,8 @@ def image_folder(root: Path) -> Path:
 
 
 def test_a_decompression_bomb_is_a_bad_image(tmp_path, capsys):
+    pytest.importorskip("torchvision")
+    pytest.importorskip("timm")
     folder = image_folder(tmp_path / "images")
     png_bomb(folder / "a" / "zz.png")
     assert (folder / "a" / "zz.png").stat().st_size < 2000
@@ -72,6 +73,9 @@ def test_a_decompression_bomb_is_a_bad_image(tmp_path, capsys):
 
 def test_images_between_the_limit_and_twice_it_are_refused_too(tmp_path, monkeypatch):
     # PIL only warns below twice MAX_IMAGE_PIXELS; nctk refuses from the limit on, silently
+    pytest.importorskip("torchvision")
+    from nctk.extract import load_dataset
+
     folder = image_folder(tmp_path / "images")
     dataset = load_dataset(f"imagefolder:{folder}")
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 16 * 16 - 1)
@@ -149,6 +153,7 @@ def test_printable_names():
 
 @pytest.mark.skipif(sys.platform != "linux", reason="file names are bytes on Linux")
 @pytest.mark.parametrize("encoding", ["utf-8:strict", "ascii"])
+@pytest.mark.slow
 def test_non_utf8_file_names_on_a_strict_terminal(pool, tmp_path, encoding):
     odd = os.path.join(os.fsencode(tmp_path), b"m\xff.npz")
     os.rename(pool[1], odd)

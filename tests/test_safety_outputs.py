@@ -345,6 +345,7 @@ def _tmpfs_available() -> bool:
 
 
 @pytest.mark.skipif(not _tmpfs_available(), reason="needs unshare to mount a private tmpfs")
+@pytest.mark.slow
 def test_real_full_disk_on_a_tiny_tmpfs(tmp_path):
     """A 64 KiB tmpfs holds the old file; a 200 KB JSON cannot fit: exit 2, old file kept."""
     disk = tmp_path / "disk"

@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 import torch
 
+pytest.importorskip("torchvision")  # the vision extra: nctk.extract needs it
+
 import nctk.transfer  # noqa: F401  (registers the methods)
 import scale_models as sm
 from nctk.cli import main

@@ -20,12 +20,16 @@ import pytest
 import torch
 from threadpoolctl import threadpool_limits
 
+pytest.importorskip("torchvision")  # the vision extra: nctk.extract needs it
+ray = pytest.importorskip("ray")  # the ray extra
+
 import nctk.transfer  # noqa: F401  (registers the methods)
 import scale_models as sm
 from nctk.cli import main
 from nctk.scale import ExtractSettings, LoopExecutor, RayExecutor, rank_models
 
-ray = pytest.importorskip("ray")
+#: starting the local Ray instance alone takes ~7 s; several tests run for 10-50 s
+pytestmark = pytest.mark.slow
 
 METHODS = ("ncti", "logme", "leep", "sfda")
 TESTS = Path(__file__).resolve().parent

@@ -60,13 +60,13 @@ def data():
 def test_diagonal_matches_textbook_bhattacharyya(data):
     features, labels = data
     assert gbc(features, labels, gaussian="diagonal") == pytest.approx(
-        gbc_diagonal_by_pairs(features, labels), rel=1e-12)
+        gbc_diagonal_by_pairs(features, labels), rel=1e-7)
 
 
 def test_spherical_matches_reference_formula(data):
     features, labels = data
     assert gbc(features, labels) == pytest.approx(
-        gbc_spherical_reference_by_pairs(features, labels), rel=1e-12)
+        gbc_spherical_reference_by_pairs(features, labels), rel=1e-7)
 
 
 def test_spherical_with_equal_variances_is_textbook():
@@ -79,7 +79,7 @@ def test_spherical_with_equal_variances_is_textbook():
                                                      np.eye(3) * vb.mean()))
                     for i, (ma, va) in enumerate(moments)
                     for j, (mb, vb) in enumerate(moments) if i != j)
-    assert gbc(features, labels) == pytest.approx(expected, rel=1e-12)
+    assert gbc(features, labels) == pytest.approx(expected, rel=1e-7)
 
 
 def test_registered_default_is_spherical(data):
@@ -95,14 +95,14 @@ def test_separated_classes_give_zero_and_identical_classes_the_minimum(gaussian)
     separated = np.vstack([cloud + 1e3 * k for k in range(3)])
     identical = np.vstack([cloud] * 3)
     assert gbc(separated, labels, gaussian=gaussian) == pytest.approx(0.0, abs=1e-300)
-    assert gbc(identical, labels, gaussian=gaussian) == pytest.approx(-6.0, rel=1e-12)
+    assert gbc(identical, labels, gaussian=gaussian) == pytest.approx(-6.0, rel=1e-7)
 
 
 def test_constant_features_and_single_sample_classes_are_floored():
     features = np.array([[1.0, 5.0], [1.0, 5.0], [1.0, 5.0], [2.0, 5.0]])
     labels = np.array([0, 0, 1, 2])
     assert gbc(features, labels, gaussian="diagonal") == pytest.approx(
-        gbc_diagonal_by_pairs(features, labels), rel=1e-12)
+        gbc_diagonal_by_pairs(features, labels), rel=1e-7)
 
 
 def test_pca_dim_reduces_first(data):
@@ -112,9 +112,9 @@ def test_pca_dim_reduces_first(data):
     reduced = u[:, :2] * s[:2]   # GBC is unchanged by the sign of a component
     for gaussian in ("spherical", "diagonal"):
         assert gbc(features, labels, gaussian=gaussian, pca_dim=2) == pytest.approx(
-            gbc(reduced, labels, gaussian=gaussian), rel=1e-10)
+            gbc(reduced, labels, gaussian=gaussian), rel=1e-7)
     assert gbc(features, labels, pca_dim=50) == pytest.approx(
-        gbc(u * s, labels), rel=1e-10)
+        gbc(u * s, labels), rel=1e-7)
 
 
 def test_sample_permutation_and_label_renaming(data):
@@ -122,9 +122,9 @@ def test_sample_permutation_and_label_renaming(data):
     base = gbc(features, labels, gaussian="diagonal")
     perm = np.random.default_rng(2).permutation(len(labels))
     assert gbc(features[perm], labels[perm], gaussian="diagonal") == pytest.approx(base,
-                                                                                  rel=1e-12)
+                                                                                  rel=1e-7)
     for renamed in (np.array([3, 30, -1, 8])[labels], np.array(["d", "c", "b", "a"])[labels]):
-        assert gbc(features, renamed, gaussian="diagonal") == pytest.approx(base, rel=1e-12)
+        assert gbc(features, renamed, gaussian="diagonal") == pytest.approx(base, rel=1e-7)
 
 
 def test_float32_and_float64_agree(data):

@@ -37,7 +37,7 @@ def data():
 def test_matches_counted_conditional_entropy(data):
     logits, labels = data
     expected = negative_conditional_entropy(np.argmax(logits, axis=1).tolist(), labels.tolist())
-    assert nce(logits, labels) == pytest.approx(expected, rel=1e-12)
+    assert nce(logits, labels) == pytest.approx(expected, rel=1e-7)
 
 
 def test_registered_for_source_logits(data):
@@ -59,21 +59,21 @@ def test_source_labels_determining_target_labels_give_zero():
 def test_independent_source_and_target_give_minus_target_entropy():
     # Every (z, y) pair equally often: H(Y | Z) = H(Y) = log 3.
     z, y = np.meshgrid(np.arange(4), np.arange(3))
-    assert nce(np.eye(4)[z.ravel()], y.ravel()) == pytest.approx(-math.log(3), rel=1e-12)
+    assert nce(np.eye(4)[z.ravel()], y.ravel()) == pytest.approx(-math.log(3), rel=1e-7)
 
 
 def test_sample_permutation_invariance(data):
     logits, labels = data
     perm = np.random.default_rng(1).permutation(len(labels))
-    assert nce(logits[perm], labels[perm]) == pytest.approx(nce(logits, labels), rel=1e-12)
+    assert nce(logits[perm], labels[perm]) == pytest.approx(nce(logits, labels), rel=1e-7)
 
 
 def test_label_renaming_and_source_permutation_invariance(data):
     logits, labels = data
     base = nce(logits, labels)
-    assert nce(logits, np.array([7, 3, 1000])[labels]) == pytest.approx(base, rel=1e-12)
-    assert nce(logits, np.array(["x", "b", "m"])[labels]) == pytest.approx(base, rel=1e-12)
-    assert nce(logits[:, ::-1], labels) == pytest.approx(base, rel=1e-12)
+    assert nce(logits, np.array([7, 3, 1000])[labels]) == pytest.approx(base, rel=1e-7)
+    assert nce(logits, np.array(["x", "b", "m"])[labels]) == pytest.approx(base, rel=1e-7)
+    assert nce(logits[:, ::-1], labels) == pytest.approx(base, rel=1e-7)
 
 
 def test_float32_and_float64_agree(data):

@@ -28,7 +28,7 @@ def parc_by_rdms(features: np.ndarray, labels: np.ndarray, dim: int = 32) -> flo
                    for i in range(n) for j in range(i + 1, n)]
     label_rdm = [1 - np.corrcoef(onehot[i], onehot[j])[0, 1]
                  for i in range(n) for j in range(i + 1, n)]
-    np.testing.assert_allclose(feature_rdm, pdist(scaled, "correlation"), atol=1e-12)
+    np.testing.assert_allclose(feature_rdm, pdist(scaled, "correlation"), atol=1e-7)
     return 100 * stats.spearmanr(feature_rdm, label_rdm).statistic
 
 
@@ -42,7 +42,7 @@ def data():
 
 def test_matches_explicit_rdms_and_spearman(data):
     features, labels = data
-    assert parc(features, labels) == pytest.approx(parc_by_rdms(features, labels), rel=1e-9)
+    assert parc(features, labels) == pytest.approx(parc_by_rdms(features, labels), rel=1e-7)
 
 
 def test_spearman_with_ties_uses_average_ranks():
@@ -50,15 +50,15 @@ def test_spearman_with_ties_uses_average_ranks():
     values = rng.integers(0, 6, size=300).astype(float)   # many ties
     indicator = rng.random(300) < 0.3 + values / 20
     assert _spearman_with_binary(values, indicator) == pytest.approx(
-        stats.spearmanr(values, indicator).statistic, rel=1e-12)
+        stats.spearmanr(values, indicator).statistic, rel=1e-7)
 
 
 def test_dimension_option_and_cap(data):
     features, labels = data
     assert parc(features, labels, dim=5) == pytest.approx(parc_by_rdms(features, labels, 5),
-                                                          rel=1e-9)
+                                                          rel=1e-7)
     few = features[:, :6]   # d < 32: every component is kept
-    assert parc(few, labels) == pytest.approx(parc_by_rdms(few, labels), rel=1e-9)
+    assert parc(few, labels) == pytest.approx(parc_by_rdms(few, labels), rel=1e-7)
 
 
 def test_registered(data):
@@ -79,16 +79,16 @@ def test_sample_permutation_and_label_renaming(data):
     features, labels = data
     base = parc(features, labels)
     perm = np.random.default_rng(2).permutation(len(labels))
-    assert parc(features[perm], labels[perm]) == pytest.approx(base, rel=1e-9)
+    assert parc(features[perm], labels[perm]) == pytest.approx(base, rel=1e-7)
     for renamed in (np.array([9, 0, 90, 900])[labels], np.array(["w", "x", "a", "b"])[labels]):
-        assert parc(features, renamed) == pytest.approx(base, rel=1e-12)
+        assert parc(features, renamed) == pytest.approx(base, rel=1e-7)
 
 
 def test_large_inputs_use_the_seeded_subsample(data):
     features, labels = data
     keep = proportional(labels, 20, 5)
     assert parc(features, labels, max_samples=20, seed=5) == pytest.approx(
-        parc(features[keep], labels[keep], max_samples=None), rel=1e-12)
+        parc(features[keep], labels[keep], max_samples=None), rel=1e-7)
     assert parc(features, labels, max_samples=30) == parc(features, labels, max_samples=None)
 
 
@@ -96,7 +96,7 @@ def test_float32_and_float64_agree(data):
     features, labels = data
     single = features.astype(np.float32)
     assert parc(single, labels) == pytest.approx(parc(single.astype(np.float64), labels),
-                                                 rel=1e-12)
+                                                 rel=1e-7)
     assert parc(single, labels) == pytest.approx(parc(features, labels), rel=1e-5)
 
 

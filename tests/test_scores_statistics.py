@@ -32,7 +32,7 @@ def test_values_do_not_depend_on_what_ran_before(shape):
     for order in itertools.islice(itertools.permutations(SHARED), 0, None, 17):
         stats = shared_features(x, y)
         for name in order:
-            assert _value(name, stats, y) == pytest.approx(alone[name], rel=1e-10), (name, order)
+            assert _value(name, stats, y) == pytest.approx(alone[name], rel=1e-7), (name, order)
 
 
 def test_numpy_methods_read_the_shared_features():
@@ -61,5 +61,5 @@ def test_rank_arrays_matches_one_method_at_a_time(workers):
         alone = nctk.rank(pool, y, name)
         assert together[name].ranking == alone.ranking
         for model, value in alone.scores.items():
-            assert together[name].scores[model] == pytest.approx(value, rel=1e-9)
+            assert together[name].scores[model] == pytest.approx(value, rel=1e-7)
         assert together[name].seconds >= 0
