@@ -180,9 +180,10 @@ def top_eigh(a: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     ``torch.linalg.eigh`` on every device. On one thread LAPACK's subset solver
     (``scipy.linalg.eigh(subset_by_index=...)``) is 1.5x faster at n = 1,024, but scipy's
     wrapper holds the GIL: models scored side by side in threads then wait for each
-    other (16 models x 1,200 samples on 2 cores: 2.30 s with it, 1.83 s without). One
-    solver everywhere also keeps a score the same bit for bit however the models were
-    scheduled.
+    other (16 models x 1,200 samples on 2 cores: 2.30 s with it, 1.83 s without). The
+    same solver runs for every model, and a pool scored side by side gives each model the
+    same single thread (``ranking._map``), so a model's score there does not depend on
+    which models share the pool; with another thread count the last bits may differ.
     """
     n = a.shape[0]
     vals, vecs = torch.linalg.eigh(a)

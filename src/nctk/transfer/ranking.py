@@ -5,8 +5,9 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -107,7 +108,11 @@ def rank_arrays(arrays: Mapping[str, Mapping[str, Any]], labels: Any,
     """Score every model with several methods, each model's statistics computed once.
 
     Models are scored ``workers`` at a time, each with single-threaded kernels (torch's
-    and the BLAS's thread counts are set to 1 for the duration of the call, process-wide);
+    and the BLAS's thread counts are set to 1 for the duration of the call, process-wide,
+    and restored afterwards): with ``workers`` > 1 a model's score is the same bit for bit
+    whichever models share the pool and in whatever order they run. With one worker the
+    models run one by one with the caller's thread count; a score then differs from the
+    side-by-side one in the last bits (~1e-14 relative between 1 and 2 threads);
     per model, every method receives the same
     :class:`~nctk.transfer._shared.SharedFeatures` as its features, so the mean,
     Gram matrices, spectra and principal subspaces are formed once whatever the number
@@ -201,23 +206,33 @@ def default_workers(models: int) -> int:
 
 
 def _map(func: Any, items: Sequence[str], workers: int) -> list[Any]:
-    """``[func(i) for i in items]``: ``workers`` at a time with single-threaded kernels,
-    while at least ``workers`` items remain; the remainder one by one with the usual
-    multi-threaded kernels (3 models on 2 cores: two side by side, then one on both)."""
+    """``[func(i) for i in items]``, ``workers`` at a time, every item with single-threaded
+    kernels (:func:`single_threaded_kernels`): a model's score is then the same bit for bit
+    whichever models share the pool, in whatever order the workers take them. Models left
+    over after the full rounds run single-threaded too, side by side: on 2 cores this
+    costs the last model its second thread, and under load it is 3x faster than giving it
+    both (two-thread kernels wait for a pre-empted thread; benchmarks/README.md)."""
     if workers <= 1 or len(items) < 2:
         return [func(i) for i in items]
+    with single_threaded_kernels(), ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(func, items))
+
+
+@contextmanager
+def single_threaded_kernels() -> Iterator[None]:
+    """torch's intra-op threads and the BLAS/OpenMP pools at one thread while the block
+    runs, restored afterwards, also on an error. Process-wide (torch has no per-thread
+    setting): other threads of the caller run single-threaded kernels meanwhile."""
     import torch
     from threadpoolctl import threadpool_limits
 
-    side_by_side = len(items) - len(items) % workers
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        with threadpool_limits(1), ThreadPoolExecutor(workers) as pool:
-            done = list(pool.map(func, items[:side_by_side]))
+        with threadpool_limits(1):
+            yield
     finally:
         torch.set_num_threads(threads)
-    return done + [func(i) for i in items[side_by_side:]]
 
 
 def rank_pool(pool: Sequence[FeatureFile], method: str | Method, **options: Any) -> MethodResult:
