@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 
+import nctk.transfer._subspace as sub
 from nctk.transfer._subspace import SUBSPACE_TOLERANCE, principal, refined_principal
 
 
@@ -131,3 +132,92 @@ def test_input_is_not_modified():
     t = torch.from_numpy(x)
     refined_principal(t, t.double().mean(0), 16)
     np.testing.assert_array_equal(x, keep)
+
+
+# ------------------------------------------------ the certificate of the complement
+
+
+def _model_and_pass(x: np.ndarray, basis: np.ndarray):
+    """The float32 Gram's model of A and the probe bounds, and the Ritz pairs of ``basis``."""
+    t = torch.from_numpy(x)
+    mean = t.double().mean(0)
+    scale = sub._power_of_two_scale(t, mean)
+    model = sub.GramModel.of(sub.gram32(t, mean, scale, False), scale)
+    probes = torch.randn(x.shape[1], sub.PROBES, dtype=torch.float64,
+                         generator=torch.Generator().manual_seed(0))
+    v = torch.from_numpy(basis)
+    w, av = sub._float64_pass(t, mean, torch.cat([v, probes], dim=1), False)
+    p = v.shape[1]
+    return model, model.error_bounds(probes, av[:, p:]), sub._rayleigh_ritz(v, w[:, :p],
+                                                                            av[:, :p])
+
+
+def _exact_eigenvectors(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    f = x.astype(np.float64)
+    xc = f - f.mean(0)
+    vals, vecs = np.linalg.eigh(xc.T @ xc)
+    return vals[::-1], vecs[:, ::-1]
+
+
+def test_a_basis_that_misses_the_top_eigenvector_is_refused():
+    # the review's case: the exact eigenvectors 2..29 as the basis for k = 20 (p = 28):
+    # every residual is at round-off, so the residual bound alone passes it
+    x = _case("decaying")
+    vals, vecs = _exact_eigenvectors(x)
+    k, p = 20, 20 + sub.OVERSAMPLE
+    model, errors, ritz = _model_and_pass(x, np.ascontiguousarray(vecs[:, 1:p + 1]))
+    assert sub.angle_bound(ritz.theta, ritz.residual_norms, k) < 1e-10  # fooled
+    bound = sub.complement_bound(model, ritz.theta, *errors)
+    assert bound >= vals[0] * (1 - 1e-7)  # the missed lambda_1 is seen
+    assert sub.checked_angle(ritz, k, model, errors) == math.inf
+    # the exact top-p basis passes, with the certificate just above lambda_{p+1}
+    model, errors, ritz = _model_and_pass(x, np.ascontiguousarray(vecs[:, :p]))
+    assert vals[p] <= sub.complement_bound(model, ritz.theta, *errors) < ritz.theta[-1]
+    assert sub.checked_angle(ritz, k, model, errors) < 1e-10
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_certificate_bounds_the_complement_for_any_basis(seed):
+    # against the exact largest eigenvalue of A compressed to the complement of the basis
+    x = _case("dependent")
+    _, vecs = _exact_eigenvectors(x)
+    rng = np.random.default_rng(seed)
+    p = 40
+    good = vecs[:, :p] + [1e-3, 1e-1, 1.0, 10.0][seed] * rng.standard_normal((x.shape[1], p))
+    basis = np.linalg.qr(good)[0]
+    model, errors, ritz = _model_and_pass(x, basis)
+    f = x.astype(np.float64)
+    a = (f - f.mean(0)).T @ (f - f.mean(0))
+    rest = np.eye(x.shape[1]) - basis @ basis.T
+    exact = np.linalg.eigvalsh(rest @ a @ rest)[-1]
+    assert sub.complement_bound(model, ritz.theta, *errors) >= exact * (1 - 1e-7)
+
+
+def test_a_float32_gram_that_lost_its_top_direction_falls_back_to_exact(monkeypatch):
+    # a corrupt float32 Gram (its top eigenpair deflated away): its eigenvectors miss the
+    # top direction of A; the probes see the error and the exact path runs
+    x = _case("decaying")
+    gram32 = sub.gram32
+
+    def deflated(*args):
+        gram = gram32(*args).double()
+        vals, vecs = torch.linalg.eigh(gram)
+        return (gram - vals[-1] * torch.outer(vecs[:, -1], vecs[:, -1])).float()
+
+    monkeypatch.setattr(sub, "gram32", deflated)
+    t = torch.from_numpy(x)
+    mean = t.double().mean(0)
+    assert refined_principal(t, mean, 32) is None
+    got = principal(t, mean, 32)
+    assert not got.refined
+    np.testing.assert_allclose(got.variances.numpy(), exact_pca(x, 32)[0], rtol=1e-7)
+
+
+@pytest.mark.parametrize("scale", [1.0, 1e30, 1e-30, 3.0])
+def test_the_scale_is_a_power_of_two_that_fits_the_centred_data_in_unit_range(scale):
+    x = torch.from_numpy(_case("offset").astype(np.float64) * scale)
+    mean = x.mean(0)
+    factor = sub._power_of_two_scale(x, mean)
+    assert math.frexp(factor)[0] == 0.5  # a power of two: scaling changes no digit
+    assert float(((x - mean) * factor).abs().max()) <= 1.0
+    assert float(((x - mean) * factor * 2).abs().max()) > 0.5  # and not a needless one

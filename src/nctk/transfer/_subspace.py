@@ -24,6 +24,21 @@ A = X_c X_c^T (N, N). Forming A exactly costs 2 N d min(N, d) flops at the float
    or a float32 Gram useless for the data) the exact float64 path runs instead. Step 3-4
    are skipped when the first Rayleigh-Ritz already passes the check.
 
+The residuals alone cannot see a direction the basis missed altogether (a basis of the
+exact eigenvectors 2..p+1 has zero residuals), so the check also needs a **certificate**
+that no eigenvalue of A outside the basis comes near theta_k (:func:`complement_bound`).
+By Cauchy interlacing the compression of A to the complement of the basis has trace
+tr A - sum_j theta_j and its eigenvalues below the top one are at least
+lambda_{p+2}, lambda_{p+3}, ..., so its largest eigenvalue is at most
+sum_{j<=p+1} lambda_j(A) - sum_{j<=p} theta_j: the exact trace minus the captured Ritz
+values, less the mass that must lie outside anyway. The sum of A's top p+1 eigenvalues is
+bounded through the float32 Gram's eigen-decomposition M = V diag(g) V^T (Ky Fan, with
+r = p + 1): sum_{j<=r} lambda_j(A) <= sum_{j<=r} g_j + sqrt(r) (||G^(1/2) (V^T V - I)
+G^(1/2)||_F + ||A - M||_F), G = diag(g), both norms bounded from ``PROBES`` seeded
+Gaussian probes (a Chernoff bound: each fails with probability below 1.6e-12). A missed
+top eigenvector leaves about lambda_1 in the bound, above theta_k, and the exact path
+runs.
+
 Measured on the test and benchmark data (rank-deficient, clustered, N < d, large mean,
 1e30 scale): angles 1e-13..2e-11 to the exact subspace, variances within 2e-15, NCTI terms
 within 3e-13 of the exact float64 computation; ``benchmarks/bench_scores.py`` prints the
@@ -63,6 +78,14 @@ PANEL_MIN = 256
 #: Conjugate-gradient rounds and relative tolerance of the correction step.
 CG_ROUNDS = 40
 CG_TOLERANCE = 1e-5
+#: Gaussian probes of the Frobenius norms in the certificate, and the share t of a norm's
+#: square that their mean square must reach: for any matrix B and m probes w_i,
+#: P(mean_i ||B w_i||^2 < t ||B||_F^2) <= ((t / 2) e^(1 - t / 2))^m (a Chernoff bound on
+#: a weighted sum of chi-squares, worst for rank one): 1.6e-12 for m = 10, t = 0.05. The
+#: probes come from their own seeded generator (no global RNG).
+PROBES = 10
+PROBE_SHARE = 0.05
+PROBE_SEED = 20_231_001
 
 
 @dataclass(frozen=True)
@@ -177,30 +200,85 @@ class _Ritz:
         return torch.linalg.vector_norm(self.residual, dim=0)
 
 
-def _rayleigh_ritz(x: torch.Tensor, mean: torch.Tensor, basis: torch.Tensor, samples: bool
-                   ) -> _Ritz:
-    """One float64 pass over X, then Rayleigh-Ritz on ``basis``.
+def _float64_pass(x: torch.Tensor, mean: torch.Tensor, vectors: torch.Tensor, samples: bool
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(W, A V) for the (size, q) ``vectors`` V, from one float64 pass over X.
 
-    Feature side: W = X_c V (N, p) and A V = X_c^T W (d, p) with A = X_c^T X_c.
-    Sample side: W = X_c^T V (d, p) and A V = X_c W (N, p) with A = X_c X_c^T.
-    In both, B = W^T W = V^T A V exactly (p, p).
+    Feature side: W = X_c V (N, q) and A V = X_c^T W (d, q) with A = X_c^T X_c.
+    Sample side: W = X_c^T V (d, q) and A V = X_c W (N, q) with A = X_c X_c^T.
     """
     n, d = x.shape
-    p = basis.shape[1]
-    size = n if samples else d
-    w = torch.empty(d if samples else n, p, dtype=F64, device=x.device)
-    av = torch.zeros(size, p, dtype=F64, device=x.device)
+    q = vectors.shape[1]
+    w = torch.empty(d if samples else n, q, dtype=F64, device=x.device)
+    av = torch.zeros(n if samples else d, q, dtype=F64, device=x.device)
     for b, block in _blocks(x, mean, samples):
         if samples:
-            torch.mm(block.T, basis, out=w[b])
+            torch.mm(block.T, vectors, out=w[b])
             av.addmm_(block, w[b])
         else:
-            torch.mm(block, basis, out=w[b])
+            torch.mm(block, vectors, out=w[b])
             av.addmm_(block.T, w[b])
+    return w, av
+
+
+def _rayleigh_ritz(basis: torch.Tensor, w: torch.Tensor, av: torch.Tensor) -> _Ritz:
+    """Rayleigh-Ritz on the orthonormal ``basis`` from its float64 pass (W, A V):
+    B = W^T W = V^T A V exactly (p, p)."""
     theta, q = torch.linalg.eigh(w.T @ w)
     theta, q = theta.flip(0), q.flip(1)
     residual = av @ q - (basis @ q) * theta
     return _Ritz(basis, theta, q, w, av, residual)
+
+
+@dataclass(frozen=True)
+class GramModel:
+    """The float32 Gram's eigen-decomposition as a model M = V diag(g) V^T of A.
+
+    Attributes:
+        values: (size,) float64 g, descending, clamped at 0, in A's units (scale removed).
+        vectors: (size, size) float32 V, the matching eigenvectors (orthonormal to ~1e-7).
+    """
+
+    values: torch.Tensor
+    vectors: torch.Tensor
+
+    @classmethod
+    def of(cls, gram: torch.Tensor, scale: float) -> GramModel:
+        values, vectors = torch.linalg.eigh(gram)
+        return cls((values.flip(0).to(F64) / scale**2).clamp_min(0), vectors.flip(1))
+
+    def error_bounds(self, probes: torch.Tensor, a_probes: torch.Tensor) -> tuple[float, float]:
+        """Upper bounds (failing with probability <= 1.6e-12 each) of the Frobenius norms
+        of G^(1/2) (V^T V - I) G^(1/2) (G = diag(g)) and of A - M, from the Gaussian
+        ``probes`` (size, PROBES) and A times them."""
+        v = self.vectors.to(F64)
+        root = self.values.sqrt()[:, None]
+        rooted = root * probes
+        overlap = root * (v.T @ (v @ rooted)) - root * rooted
+        model = v @ (self.values[:, None] * (v.T @ probes))
+        return _frobenius_bound(overlap), _frobenius_bound(a_probes - model)
+
+
+def _frobenius_bound(products: torch.Tensor) -> float:
+    """sqrt(mean_i ||B w_i||^2 / PROBE_SHARE) >= ||B||_F (``products`` holds the B w_i)."""
+    return math.sqrt(float(products.square().sum(0).mean()) / PROBE_SHARE)
+
+
+def complement_bound(model: GramModel, theta: torch.Tensor, overlap: float, error: float
+                     ) -> float:
+    """Upper bound of the largest eigenvalue of A on the complement of a p-dim basis.
+
+    ``theta`` are the basis's p Ritz values. By interlacing the bound is
+    sum_{j<=r} lambda_j(A) - sum_{j<=p} theta_j with r = p + 1, and by Ky Fan
+    sum_{j<=r} lambda_j(A) <= sum_{j<=r} lambda_j(M) + sqrt(r) ||A - M||_F, where
+    M's eigenvalues are those of G^(1/2) V^T V G^(1/2), so
+    sum_{j<=r} lambda_j(M) <= sum_{j<=r} g_j + sqrt(r) ||G^(1/2) (V^T V - I) G^(1/2)||_F
+    (``overlap`` and ``error`` bound the two norms). A float64 allowance of
+    p^2 eps theta_1 covers the rounding of the Ritz values.
+    """
+    p = theta.shape[0]
+    top = float(model.values[:p + 1].sum()) + math.sqrt(p + 1) * (overlap + error)
+    return top - float(theta.sum()) + p * p * torch.finfo(F64).eps * float(theta[0].abs())
 
 
 def _correction(gram: torch.Tensor, scale: float, ritz: _Ritz, k: int) -> torch.Tensor:
@@ -260,15 +338,27 @@ def refined_principal(x: torch.Tensor, mean: torch.Tensor, k: int) -> Principal 
         return None
     scale = _power_of_two_scale(x, mean)
     gram = gram32(x, mean, scale, samples)
-    _, start = top_eigh(gram, p)
+    model = GramModel.of(gram, scale)
     # float32 eigenvectors are orthonormal to ~1e-7 only: re-orthonormalise in float64.
-    ritz = _rayleigh_ritz(x, mean, torch.linalg.qr(start.to(F64)).Q, samples)
-    bound = angle_bound(ritz.theta, ritz.residual_norms, k)
+    basis = torch.linalg.qr(model.vectors[:, :p].to(F64)).Q
+    generator = torch.Generator(device=x.device).manual_seed(PROBE_SEED)
+    probes = torch.randn(size, PROBES, dtype=F64, device=x.device, generator=generator)
+    w, av = _float64_pass(x, mean, torch.cat([basis, probes], dim=1), samples)
+    errors = model.error_bounds(probes, av[:, p:])
+    ritz = _rayleigh_ritz(basis, w[:, :p], av[:, :p])
+    bound = checked_angle(ritz, k, model, errors)
     if not bound <= SUBSPACE_TOLERANCE:
-        ritz = _rayleigh_ritz(x, mean, _correction(gram, scale, ritz, k), samples)
-        bound = angle_bound(ritz.theta, ritz.residual_norms, k)
+        basis = _correction(gram, scale, ritz, k)
+        ritz = _rayleigh_ritz(basis, *_float64_pass(x, mean, basis, samples))
+        bound = checked_angle(ritz, k, model, errors)
         if not bound <= SUBSPACE_TOLERANCE:
             return None
+    return _principal_from_ritz(ritz, k, n, samples, bound)
+
+
+def _principal_from_ritz(ritz: _Ritz, k: int, n: int, samples: bool, bound: float
+                         ) -> Principal:
+    """The top-k Ritz pairs as principal components."""
     theta_k = ritz.theta[:k].clamp_min(0)
     q = ritz.q[:, :k]
     if samples:
@@ -284,16 +374,28 @@ def refined_principal(x: torch.Tensor, mean: torch.Tensor, k: int) -> Principal 
     return Principal(scores, theta_k / (n - 1), components, True, bound)
 
 
-def angle_bound(theta: torch.Tensor, residual_norms: torch.Tensor, k: int) -> float:
+def checked_angle(ritz: _Ritz, k: int, model: GramModel, errors: tuple[float, float]
+                  ) -> float:
+    """:func:`angle_bound` with the complement's eigenvalues certified below
+    ``max(theta_p, complement_bound)`` (infinite when that reaches theta_k)."""
+    ceiling = max(float(ritz.theta[-1]), complement_bound(model, ritz.theta, *errors))
+    return angle_bound(ritz.theta, ritz.residual_norms, k, ceiling)
+
+
+def angle_bound(theta: torch.Tensor, residual_norms: torch.Tensor, k: int,
+                ceiling: float | None = None) -> float:
     """Estimated sine of the angle between the top-k Ritz subspace and the exact one.
 
-    The residual of each Ritz vector points out of the p-dim basis, towards eigenvalues
-    below theta_p, so the first-order leakage is ||R_k|| / (theta_k - theta_p); the Ritz
-    vectors k+1..p couple to the top k only through that complement, at second order:
-    ||R_k|| ||R_{k+1..p}|| / ((theta_k - theta_{k+1}) (theta_k - theta_p)). Infinite
-    when the gaps vanish (clustered spectrum at k: the subspace is ill-determined).
+    The residual of each Ritz vector points out of the p-dim basis, towards the
+    eigenvalues of A outside it, all at most ``ceiling`` (default theta_p: an assumption
+    that only :func:`complement_bound` makes safe), so the first-order leakage is
+    ||R_k|| / (theta_k - ceiling); the Ritz vectors k+1..p couple to the top k only
+    through that complement, at second order: ||R_k|| ||R_{k+1..p}|| / ((theta_k -
+    theta_{k+1}) (theta_k - ceiling)). Infinite when the gaps vanish (clustered spectrum
+    at k: the subspace is ill-determined) or the ceiling reaches theta_k.
     """
-    near, far = float(theta[k - 1] - theta[k]), float(theta[k - 1] - theta[-1])
+    ceiling = float(theta[-1]) if ceiling is None else ceiling
+    near, far = float(theta[k - 1] - theta[k]), float(theta[k - 1]) - ceiling
     if not (near > 0 and far > 0):
         return math.inf
     top = float(torch.linalg.vector_norm(residual_norms[:k]))
