@@ -125,3 +125,18 @@ def test_rank_pool_names_the_model_in_errors(data):
     bad[0, 0] = np.inf
     with pytest.raises(InputError, match=r"^broken: array 'features'"):
         nctk.rank({"fine": x, "broken": bad}, y, "ncti")
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_inputs_are_never_written_to(method, data):
+    # _gaussian's promise, for every score built on it: numpy and torch inputs, float32
+    x, y = data
+    for features in (x.astype(np.float32), torch.from_numpy(x.copy())):
+        before = features.clone() if torch.is_tensor(features) else features.copy()
+        labels = y.copy()
+        nctk.score(method, features, labels)
+        if torch.is_tensor(features):
+            assert torch.equal(features, before)
+        else:
+            np.testing.assert_array_equal(features, before)
+        np.testing.assert_array_equal(labels, y)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
+
 import numpy as np
 import pytest
 import torch
@@ -121,3 +125,21 @@ def test_bad_input():
             nctk.score(name, x, y[:10])
         with pytest.raises(InputError, match="2-D"):
             nctk.score(name, x[:, 0], y)
+
+
+@pytest.mark.parametrize("method", ["hscore", "reg_hscore", "logme"])
+def test_wide_features_never_form_a_d_by_d_matrix(method):
+    # the (N, N) sample Gram stands in for the (d, d) one: in a fresh process, scoring
+    # 5 x 20,000 features grows the peak memory by far less than one 20,000^2 float64
+    # matrix (3.2 GB; 1.6 GB in float32)
+    script = textwrap.dedent(f"""
+        import resource, numpy as np, nctk
+        x = np.random.default_rng(6).standard_normal((5, 20_000)).astype(np.float32)
+        nctk.score("hscore", x[:, :10], np.arange(5))  # warm up: imports, allocators
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        nctk.score({method!r}, x, np.arange(5))
+        print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)
+        """)
+    grown_kb = int(subprocess.run([sys.executable, "-c", script], capture_output=True,
+                                  text=True, check=True).stdout)
+    assert grown_kb < 400_000, f"{grown_kb / 1e6:.2f} GB more at the peak"

@@ -13,7 +13,7 @@ import nctk
 from nctk.errors import InputError
 from nctk.sampling import proportional
 from nctk.transfer import get_method
-from nctk.transfer.leep import nleep, pca_keeping_energy
+from nctk.transfer.leep import nleep, pca_keeping_energy, unit_scale
 
 
 def numpy_pca_keeping_energy(x: np.ndarray, energy: float) -> np.ndarray:
@@ -161,3 +161,16 @@ def test_large_inputs_use_a_seeded_proportional(data):
     assert nleep(big, big_labels, max_samples=None) != got
     with pytest.raises(InputError, match="max_samples"):
         nleep(big, big_labels, max_samples=2)
+
+
+@pytest.mark.parametrize("scale", [1.0, 1e30, 1e-30, 3.7])
+def test_unit_scale_is_an_exact_power_of_two(scale):
+    # the docstring's "exact (a power of two changes no digit)": every entry is the input
+    # times one power of two, and the mean column variance lands in [1, 4)
+    x = np.random.default_rng(2).normal(size=(50, 6)) * scale
+    got = unit_scale(x)
+    ratio = got / x
+    exponent = np.log2(ratio[0, 0])
+    assert exponent == round(exponent)
+    np.testing.assert_array_equal(got, np.ldexp(x, int(exponent)))
+    assert 1 <= got.var(axis=0).mean() < 4

@@ -211,3 +211,17 @@ def test_cuda_matches_cpu():
     ref = ClassStats(4, 6).update(x, y).compute()
     got = ClassStats(4, 6, device="cuda").update(torch.tensor(x, device="cuda"), y).compute()
     np.testing.assert_allclose(got.within_covariance, ref.within_covariance, rtol=1e-7)
+
+
+def test_the_state_does_not_grow_with_the_number_of_samples():
+    # "memory is O(Kd + d^2) ... and never grows with N": one batch or forty, same state
+    x, y = _data(n=4000)
+    one, many = ClassStats(4, 6), ClassStats(4, 6)
+    one.update(x[:100], y[:100])
+    for start in range(0, 4000, 100):
+        many.update(x[start:start + 100], y[start:start + 100])
+
+    def held(stats):
+        return sum(v.nbytes for v in vars(stats._state).values() if v is not None)
+
+    assert held(many) == held(one) == (4 + 4 * 6 + 6 * 6 + 4) * 8

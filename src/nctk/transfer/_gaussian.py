@@ -11,6 +11,7 @@ labels mapped to 0..C-1, n_c the class counts, pi_c = n_c / N, mu_c the class me
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +27,9 @@ F64 = torch.float64
 #: Rows per block when a float32 (N, d) matrix is promoted to float64 on the fly, so that
 #: no full float64 copy of the features is ever held.
 CHUNK_ROWS = 8192
+#: Largest normwise backward error accepted from the LU fallback of :func:`solve_spd`
+#: (LU with partial pivoting reaches ~d eps in practice; more means it broke down).
+BACKWARD_TOLERANCE = 1e-10
 
 
 @dataclass(frozen=True)
@@ -212,11 +216,32 @@ def gaussian_logits(x: torch.Tensor, means: torch.Tensor, precision_means: torch
 
 
 def solve_spd(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """A^-1 B for a symmetric positive definite A (Cholesky; LU if it is too ill-conditioned)."""
+    """A^-1 B for a symmetric positive definite (d, d) A and (d, m) B.
+
+    Cholesky; when it breaks down (A is not positive definite to working precision: its
+    smallest eigenvalues are rounding noise), LU with partial pivoting, whose result is
+    checked: it must be finite with a normwise backward error
+    ||A X - B||_F / (||A||_F ||X||_F + ||B||_F) of at most ``BACKWARD_TOLERANCE``, i.e. X
+    solves a system within that relative distance of the given one (its forward error can
+    still reach cond(A) times that). A singular A, or an LU result failing the check,
+    raises :class:`InputError`: no solution means anything then. (Callers pass a shrunk
+    within-class covariance, positive definite in exact arithmetic.)
+    """
     factor, info = torch.linalg.cholesky_ex(a)
     if int(info) == 0:
         return torch.cholesky_solve(b, factor)
-    return torch.linalg.solve(a, b)
+    try:
+        x = torch.linalg.solve(a, b)
+    except RuntimeError:  # torch.linalg.LinAlgError: an exactly zero pivot
+        x = torch.full_like(b, math.nan)
+    residual = torch.linalg.matrix_norm(a @ x - b)
+    scale = torch.linalg.matrix_norm(a) * torch.linalg.matrix_norm(x) + torch.linalg.matrix_norm(b)
+    backward = to_float(residual / scale)
+    if not backward <= BACKWARD_TOLERANCE:  # NaN fails too
+        raise InputError("gives a within-class covariance that is singular to working "
+                         f"precision (not positive definite, and LU's backward error is "
+                         f"{backward:.1e}): the features are degenerate", array="features")
+    return x
 
 
 def true_class_probability(logits: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:

@@ -10,7 +10,7 @@ Gram's (LogME). :class:`SharedFeatures` computes each on first use and keeps it,
 ``nctk rank --method all`` forms every O(N d^2) product once per model however many
 methods use it. Every score function of those modules accepts a ``SharedFeatures`` in
 place of its feature array (with the same labels); its value does not depend on which
-other scores ran first beyond rounding (1e-12 relative in the tests).
+other scores ran first beyond rounding (~1e-15 relative; tested at 1e-7).
 
 Which Gram: the (d, d) scatter T = X_c^T X_c when N >= d, else the (N, N) sample Gram
 K = X_c X_c^T (same non-zero eigenvalues; the H-scores follow from either), so a
