@@ -4,6 +4,8 @@ the option, before any input is read (issue 8, point 4)."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -99,3 +101,17 @@ def test_usage_errors_are_one_line_too(capsys):
 def test_help_still_exits_zero(capsys):
     assert main(["rank", "--help"]) == 0
     assert "--seed" in capsys.readouterr().out
+
+
+def test_a_missing_extra_is_one_line_naming_the_extra(tmp_path):
+    # a core install (torchvision absent) asked to extract: exit 2 and how to install it
+    script = ("import sys; sys.modules['torchvision'] = None; from nctk.cli import main; "
+              "sys.exit(main(sys.argv[1:]))")
+    done = subprocess.run([sys.executable, "-c", script, "extract", "--models",
+                           "demo:cnn_small", "--data", "demo:target", "--out",
+                           str(tmp_path / "o")], capture_output=True, text=True, check=False)
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        "nctk extract: error: this needs torchvision, which the 'vision' extra installs: "
+        "pip install 'nctk[vision]'"]
+    assert not (tmp_path / "o").exists()

@@ -183,6 +183,7 @@ def test_report_is_written_through_nctk_report(pool, toy_methods, capsys, monkey
 
 
 def test_models_and_data_go_through_the_pool_runner(toy_methods, capsys, monkeypatch):
+    pytest.importorskip("torchvision")  # extraction needs the vision extra
     import nctk.extract
     import nctk.extract.preflight
     import nctk.scale
@@ -397,6 +398,7 @@ def test_bad_term_weights(pool, capsys):
 
 
 def test_files_and_models_together(pool, capsys):
+    pytest.importorskip("torchvision")  # extraction needs the vision extra
     paths, _ = pool
     _assert_error(capsys, ["rank", *paths, "--models", "timm:a", "--data", "npz:x"], paths,
                   "--models", "not both")
@@ -445,6 +447,10 @@ def test_a_single_model_is_not_a_pool(tmp_path, capsys):
     path = _small_pool(tmp_path, n=20, classes=2)[0]
     _assert_error(capsys, ["rank", path, "--method", "ncti"], [path], "FEATURES.npz",
                   "got 1 model; ranking needs at least 2")
+
+
+def test_a_single_model_spec_is_not_a_pool(capsys):
+    pytest.importorskip("torchvision")  # model specs need the vision extra
     _assert_error(capsys, ["rank", "--models", "mlp", "--data", "npz:x.npz"], [], "--models",
                   "got 1 model")
 

@@ -18,6 +18,7 @@ MODELS = "cnn_small,mlp"
 
 @pytest.fixture(scope="module")
 def demo_out(tmp_path_factory):
+    pytest.importorskip("torchvision")  # extraction needs the vision extra
     out = tmp_path_factory.mktemp("demo")
     assert main(["demo", "--out", str(out), "--models", MODELS, "--methods",
                  "ncti,logme,leep,hscore"]) == 0
@@ -58,6 +59,7 @@ def test_saved_features_rank_again_with_the_same_scores(demo_out, capsys):
 
 
 def test_runner_scores_match_direct_scoring_of_its_features():
+    pytest.importorskip("torchvision")  # extraction needs the vision extra
     from nctk.transfer import score
 
     result = run_demo(models=["cnn_small_1ep", "mixer_tiny"], methods="logme")
@@ -82,6 +84,7 @@ def test_bad_options_end_with_one_line_and_status_2(argv, message, tmp_path, cap
 def test_demo_ranks_with_the_shipped_source_accuracies_as_prior(tmp_path, capsys):
     """The demo models carry their source test accuracy (pool.json): `recommended` averages
     it in, the prior is evaluated beside the methods, and the saved files keep it."""
+    pytest.importorskip("torchvision")  # extraction needs the vision extra
     models = ["cnn_small_1ep", "mixer_tiny", "cnn_deep"]
     info = {m["name"]: m["source_test_accuracy"]
             for m in json.loads((ASSETS / "pool.json").read_text())["models"]}

@@ -176,6 +176,7 @@ def test_provenance_of_feature_files(pool, capsys, tmp_path):
 
 
 def test_provenance_of_extracted_models(capsys, tmp_path):
+    pytest.importorskip("torchvision")  # extraction needs the vision extra
     out_json = tmp_path / "out.json"
     code, _, err = _run(capsys, "rank", "--models", "a=demo:cnn_small,demo:mlp", "--data",
                         "demo:target", "--per-class", 4, "--method", "logme", "--json",

@@ -213,6 +213,7 @@ def test_models_runs_use_the_top1_of_torchvision_weights(tmp_path, capsys, monke
     """``--models torchvision:...:WEIGHTS``: the ImageNet top-1 of the weights' metadata is
     the prior, in ``rank --models`` and in the files ``extract`` writes (no download: the
     weights are stood in for by random ones)."""
+    pytest.importorskip("torchvision")  # extraction needs the vision extra
     import torchvision.models as tvm
 
     archs = {"shufflenet_v2_x0_5": 60.552, "mobilenet_v3_small": 67.668}

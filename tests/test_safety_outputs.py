@@ -128,6 +128,7 @@ def test_rank_two_outputs_on_one_file(pool, capsys, tmp_path):
 
 
 def test_extract_out_onto_an_npz_dataset(capsys, tmp_path):
+    pytest.importorskip("torchvision")  # extraction needs the vision extra
     folder = tmp_path / "work"
     folder.mkdir()
     data = folder / "net.npz"
@@ -138,6 +139,7 @@ def test_extract_out_onto_an_npz_dataset(capsys, tmp_path):
 
 
 def test_extract_out_or_cache_inside_the_image_folder(capsys, tmp_path):
+    pytest.importorskip("torchvision")  # extraction needs the vision extra
     images = tmp_path / "images"
     (images / "cat").mkdir(parents=True)
     (images / "cat" / "0.png").write_bytes(b"png")
@@ -150,6 +152,7 @@ def test_extract_out_or_cache_inside_the_image_folder(capsys, tmp_path):
 
 
 def test_finetune_out_onto_its_own_model(capsys, tmp_path):
+    pytest.importorskip("torchvision")  # extraction needs the vision extra
     run = tmp_path / "run"
     run.mkdir()
     model = run / "checkpoint.pt"

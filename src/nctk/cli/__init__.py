@@ -41,6 +41,11 @@ COMMANDS = {
 }
 
 
+#: Optional packages -> the extra of ``pyproject.toml`` that installs them.
+EXTRAS = {"torchvision": "vision", "PIL": "vision", "timm": "timm", "transformers": "hf",
+          "datasets": "hf", "ray": "ray"}
+
+
 class OneLineParser(argparse.ArgumentParser):
     """An argument parser whose usage errors are one line on stderr (exit status 2), like
     every other bad input; sub-command parsers inherit the class."""
@@ -95,6 +100,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as err:  # unwritable output, disk full: name the path, no traceback
         where = f"{err.filename}: " if getattr(err, "filename", None) else ""
         print(f"nctk {args.command}: error: {where}{err.strerror or err}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as err:  # a core install asked for what an extra brings
+        extra = EXTRAS.get((err.name or "").partition(".")[0])
+        if extra is None:
+            raise
+        print(f"nctk {args.command}: error: this needs {err.name}, which the '{extra}' extra "
+              f"installs: pip install 'nctk[{extra}]'", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"nctk {args.command}: interrupted", file=sys.stderr)
