@@ -91,8 +91,8 @@ def test_seed_bounds_are_accepted(files, capsys):
 def test_usage_errors_are_one_line_too(capsys):
     assert main(["rank", "--no-such-option"]) == 2
     err = capsys.readouterr().err
-    assert err.splitlines() == [
-        "nctk: error: unrecognized arguments: --no-such-option (see nctk --help)"]
+    assert err.splitlines() == [  # the sub-command's own help: its options are there
+        "nctk rank: error: unrecognized arguments: --no-such-option (see nctk rank --help)"]
     assert main(["extract"]) == 2
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1 and "--models" in err

@@ -137,7 +137,7 @@ def test_read_json_keeps_good_files_as_they_are(tmp_path):
         load_ground_truth(nested_duplicate)
     folder = tmp_path / "folder.json"
     folder.mkdir()
-    with pytest.raises(InputError, match=r"folder\.json: not a readable JSON file"):
+    with pytest.raises(InputError, match=r"folder\.json: is a directory, not a regular file"):
         read_json(folder)
 
 

@@ -24,8 +24,8 @@ import numpy as np
 
 from nctk.errors import InputError
 from nctk.npz import read_npz
-from nctk.paths import printable, replaceable
-from nctk.validation import check_matrix, check_same_length
+from nctk.paths import input_file, printable, replaceable
+from nctk.validation import check_matrix, check_same_length, label_values
 
 LAYER_PREFIX = "layer:"
 SOURCE_ACCURACY = "source_accuracy"
@@ -57,10 +57,8 @@ class FeatureFile:
 
 def load_feature_file(path: str | os.PathLike, *, require_logits: bool = False) -> FeatureFile:
     """Read and validate one feature file; raise InputError naming the file and array."""
-    path = Path(path)
+    path = input_file(path, f"pass the feature files in it ({Path(path) / '*.npz'})")
     where = str(path)
-    if not path.is_file():
-        raise InputError("no such file", file=where)
     with open(path, "rb") as handle:
         magic = handle.read(4)
     if magic != b"PK\x03\x04":
@@ -90,6 +88,7 @@ def feature_file_from_arrays(name: str, arrays: Mapping[str, Any], *, path: str 
     labels = np.asarray(arrays["labels"])
     if labels.ndim != 1:
         raise InputError(f"expected a 1-D array, got shape {labels.shape}", array="labels")
+    label_values(labels, "labels")  # NaN or fractional labels: say so, not "labels differ"
     check_same_length([("labels", labels)], features.shape[0])
     logits = None
     if "source_logits" in arrays:
@@ -169,11 +168,10 @@ def read_json(path: str | os.PathLike) -> Any:
     for a missing or unreadable file, bad JSON, nesting too deep for the parser, or an
     integer too long to convert."""
     where = str(path)
+    input_file(path)  # a FIFO would block, a device never end
     try:
         with open(path, encoding="utf-8") as handle:
             return json.load(handle, object_pairs_hook=_unique_keys)
-    except FileNotFoundError:
-        raise InputError("no such file", file=where) from None
     except InputError as err:
         raise err.located(file=where) from None
     except RecursionError:

@@ -31,6 +31,7 @@ import numpy as np
 from numpy.lib import format as npy_format
 
 from nctk.errors import InputError
+from nctk.paths import input_file
 
 #: Members declaring more than this many bytes must not claim a compression ratio above
 #: ``BOMB_RATIO``.
@@ -66,8 +67,9 @@ def available_memory() -> float:
     return float(min(limits)) if limits else math.inf
 
 
-def _gib(n: float) -> str:
-    for unit, size in (("GiB", 2**30), ("MiB", 2**20)):
+def byte_size(n: float) -> str:
+    """``n`` bytes for a message: ``1.5 GiB``, ``7.0 TiB``, ``12.0 KiB``."""
+    for unit, size in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20)):
         if n >= size:
             return f"{n / size:.1f} {unit}"
     return f"{n / 2**10:.1f} KiB"
@@ -102,7 +104,7 @@ def read_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
     Stored members are read-only memory maps; compressed ones are inflated after the
     size checks of the module docstring. Object arrays (pickles) are refused.
     """
-    path = Path(path)
+    path = input_file(path)  # not a directory, FIFO or device: say what it is
     where = str(path)
     try:
         archive = zipfile.ZipFile(path)
@@ -118,12 +120,13 @@ def read_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
                 raise InputError("is encrypted", file=where, array=key)
             shape, fortran, dtype, header_bytes = _header(archive, info, where, key)
             if dtype.hasobject:
-                raise InputError("holds an object array; store labels as int or str arrays",
-                                 file=where, array=key)
+                raise InputError("holds an object array (pickled Python objects, which nctk "
+                                 "never loads); store numbers or strings", file=where,
+                                 array=key)
             declared = math.prod(shape) * dtype.itemsize
             if header_bytes + declared > info.file_size:
-                raise InputError(f"declares {_gib(declared)} but the archive holds "
-                                 f"{_gib(info.file_size - header_bytes)} (truncated file?)",
+                raise InputError(f"declares {byte_size(declared)} but the archive holds "
+                                 f"{byte_size(info.file_size - header_bytes)} (truncated file?)",
                                  file=where, array=key)
             members.append((info, key, shape, fortran, dtype, header_bytes, declared))
         _check_inflation(members, where)
@@ -152,13 +155,13 @@ def _check_inflation(members: list, where: str) -> None:
         inflated += declared
         ratio = declared / max(info.compress_size, 1)
         if declared > BOMB_MIN_BYTES and ratio > BOMB_RATIO:
-            raise InputError(f"declares {_gib(declared)} compressed into "
-                             f"{_gib(info.compress_size)} (ratio {ratio:.0f}): refusing to "
+            raise InputError(f"declares {byte_size(declared)} compressed into "
+                             f"{byte_size(info.compress_size)} (ratio {ratio:.0f}): refusing to "
                              "inflate a likely decompression bomb", file=where, array=key)
     available = available_memory()
     if inflated * INFLATE_HEADROOM > available:
-        raise InputError(f"its compressed arrays inflate to {_gib(inflated)}, and scoring "
-                         f"them needs about {_gib(inflated * INFLATE_HEADROOM)}: more than "
-                         f"the {_gib(available)} of memory available; save the features "
+        raise InputError(f"its compressed arrays inflate to {byte_size(inflated)}, and scoring "
+                         f"them needs about {byte_size(inflated * INFLATE_HEADROOM)}: more than "
+                         f"the {byte_size(available)} of memory available; save the features "
                          "uncompressed (np.savez, as nctk extract does) to memory-map them",
                          file=where)

@@ -112,6 +112,35 @@ def replaceable(path: str | os.PathLike) -> Path:
     return target
 
 
+def input_file(path: str | os.PathLike, folder_hint: str | None = None) -> Path:
+    """``path`` when it is a regular file or a symbolic link to one; otherwise an
+    :class:`InputError` saying what it is (no such file, a directory, a FIFO, a device
+    node, a socket, a dangling link), so that nothing blocks on a FIFO or reads a device.
+
+    Args:
+        path: the file a command reads.
+        folder_hint: appended to the message when ``path`` is a directory (how to pass the
+            files in it).
+    """
+    where = str(path)
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        if os.path.islink(path):
+            raise InputError(f"is a symbolic link to a missing file ({os.path.realpath(path)})",
+                             file=where) from None
+        raise InputError("no such file", file=where) from None
+    except OSError as exc:
+        raise InputError(f"cannot be inspected ({exc.strerror})", file=where) from None
+    if stat.S_ISREG(info.st_mode):
+        return Path(path)
+    kind = _kind(info.st_mode)
+    if os.path.islink(path):
+        kind = f"a symbolic link to {kind} ({os.path.realpath(path)})"
+    hint = f"; {folder_hint}" if folder_hint and stat.S_ISDIR(info.st_mode) else ""
+    raise InputError(f"is {kind}, not a regular file{hint}", file=where)
+
+
 def printable(text: str) -> str:
     """``text`` as valid Unicode: a file name's bytes that are not UTF-8 (which Python
     keeps as lone surrogates) become ``\\xNN``, so names print on any terminal and go into

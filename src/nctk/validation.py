@@ -69,6 +69,24 @@ class EncodedLabels:
         return int(self.classes.shape[0])
 
 
+def label_values(arr: np.ndarray, name: str = "labels") -> np.ndarray:
+    """``arr`` as labels numpy can sort: integers, strings or booleans as they are, floats
+    as int64 when every value is a finite integer; InputError otherwise (NaN, inf, 2.5, an
+    unsupported dtype)."""
+    if arr.dtype.kind == "f":
+        if not np.isfinite(arr).all():
+            kind = "NaN" if np.isnan(arr).any() else "inf"
+            raise InputError(f"contains {kind} ({int((~np.isfinite(arr)).sum())} of "
+                             f"{arr.size}); labels must be integers or strings", array=name)
+        if not np.all(arr == np.round(arr)):
+            raise InputError("contains non-integer numbers; labels must be integers or strings",
+                             array=name)
+        return arr.astype(np.int64)
+    if arr.dtype.kind not in "iuUSb":
+        raise InputError(f"unsupported label dtype {arr.dtype}", array=name)
+    return arr
+
+
 def encode_labels(
     y: Any,
     n_samples: int | None = None,
@@ -97,15 +115,7 @@ def encode_labels(
     if n_samples is not None and arr.shape[0] != n_samples:
         raise InputError(f"has {arr.shape[0]} entries but the features have {n_samples} rows",
                          array=name)
-    if arr.dtype.kind == "f":
-        if not np.isfinite(arr).all():
-            raise InputError("contains NaN or inf", array=name)
-        if not np.all(arr == np.round(arr)):
-            raise InputError("contains non-integer numbers; labels must be integers or strings",
-                             array=name)
-        arr = arr.astype(np.int64)
-    elif arr.dtype.kind not in "iuUSb":
-        raise InputError(f"unsupported label dtype {arr.dtype}", array=name)
+    arr = label_values(arr, name)
     classes, codes, counts = np.unique(arr, return_inverse=True, return_counts=True)
     if classes.shape[0] < min_classes:
         raise InputError(f"has {classes.shape[0]} class(es); at least {min_classes} are needed",

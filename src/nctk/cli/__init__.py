@@ -83,13 +83,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             stream.reconfigure(errors="backslashreplace")
     parser = build_parser(argv)
     try:
-        args = parser.parse_args(argv)
+        args = _parse(parser, argv)
     except SystemExit as stop:  # --help, --version, or a usage error already printed
         return int(stop.code or 0)
     args.argv = argv  # the command line as given, for the provenance of results
     command = command_parser(parser, args)
     args.flags = option_flags(command)
     try:
+        if getattr(args, "image_size", None):  # before any work: a size the memory holds
+            from nctk.cli._types import check_input_size
+
+            check_input_size(args.image_size, getattr(args, "batch_size", None))
         with _json_to_stdout(args), _log_to_stderr(args.flags), warnings.catch_warnings():
             warnings.showwarning = _one_line_warning
             return int(args.func(args) or 0)
@@ -161,6 +165,19 @@ def error_line(err: InputError, flags: Mapping[str, str], prog: str) -> str:
         err = err.as_option(flags[err.parameter])
     line = in_flags(str(err), flags)
     return line + (f" (see {prog} --help)" if isinstance(err, UnknownChoice) else "")
+
+
+def _parse(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Namespace:
+    """The parsed command line; arguments nothing took are a usage error naming them, and
+    when they follow a comma-list option (``--models a b``) saying to join them with commas."""
+    from nctk.cli._types import comma_list_options, spaced_list
+
+    args, strays = parser.parse_known_args(argv)
+    if strays:
+        command = command_parser(parser, args)
+        message = spaced_list(argv, strays, comma_list_options(command))
+        command.error(message or f"unrecognized arguments: {' '.join(strays)}")
+    return args
 
 
 def _one_line_warning(message: Warning | str, category: type[Warning], filename: str,

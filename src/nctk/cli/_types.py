@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 #: Seeds go to numpy and torch generators; 32 bits is the range every one of them takes.
@@ -77,6 +77,59 @@ def integer_list(minimum: int | None = None) -> Callable[[str], list[int]]:
 def real_list(minimum: float | None = None) -> Callable[[str], list[float]]:
     """A comma-separated, non-empty list of finite floats, each ``>= minimum``."""
     return _list_of(real(minimum), "finite numbers", minimum, "number list")
+
+
+def spaced_list(argv: Sequence[str], strays: Sequence[str], options: Iterable[str]
+                ) -> str | None:
+    """The message for arguments nothing took (``strays``) that follow the value of a
+    comma-list option in ``argv`` (``--models a b``): it names the first stray and shows
+    the list written with commas. None when the strays follow no such option."""
+    if not strays or strays[0] not in argv:
+        return None
+    at = list(argv).index(strays[0])
+    start = at
+    while start > 0 and not argv[start - 1].startswith("-"):
+        start -= 1
+    option, _, inline = argv[start - 1].partition("=") if start else ("", "", "")
+    if option not in set(options):
+        return None
+    items = [*([inline] if inline else []), *argv[start:at], *strays]
+    return (f"{option} takes one comma-separated list, and {strays[0]!r} is a separate "
+            f"argument: write {option} {','.join(items)} (no spaces)")
+
+
+def comma_list_options(parser: argparse.ArgumentParser) -> set[str]:
+    """The options of ``parser`` that take a comma-separated list (their metavar shows
+    one, or their help says so)."""
+    return {name for action in parser._actions
+            if "," in str(action.metavar or "") or "comma" in str(action.help or "")
+            for name in action.option_strings}
+
+
+#: Float32 copies of an input batch that the image pipeline holds at once: the decoded,
+#: resized and normalised images, the collated batch, and the first layer's output.
+INPUT_COPIES = 4
+
+
+def check_input_size(image_size: int, batch_size: int | None) -> None:
+    """InputError naming ``--image-size`` when ``INPUT_COPIES`` float32 copies of one batch
+    of 3 x S x S images (``batch_size`` of them; one where the command has no batch option)
+    exceed the memory available now (:func:`nctk.npz.available_memory`). A lower bound of
+    what the model needs, checked before any work: the activations come on top."""
+    from nctk.errors import InputError
+    from nctk.npz import available_memory, byte_size
+
+    batch = batch_size or 1
+    need = INPUT_COPIES * batch * 3 * image_size**2 * 4
+    available = available_memory()
+    if need > available:
+        images = f"{batch:,} images" if batch > 1 else "one image"
+        lower = "lower --image-size or --batch-size" if batch > 1 else "lower --image-size"
+        verb = "need" if batch > 1 else "needs"
+        raise InputError(f"{images} of 3 x {image_size:,} x {image_size:,} float32 {verb} about "
+                         f"{byte_size(need)} ({INPUT_COPIES} copies in the pipeline), more "
+                         f"than the {byte_size(available)} of memory available; {lower}",
+                         file=f"--image-size {image_size}")
 
 
 #: The types the commands use (one definition each, so equal options check alike).

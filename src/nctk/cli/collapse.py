@@ -45,7 +45,8 @@ from nctk.io import (
     model_name,
     write_json,
 )
-from nctk.paths import Input, Output, check_outputs
+from nctk.npz import read_npz
+from nctk.paths import Input, Output, check_outputs, input_file
 
 #: Image formats --plot can write (by the file's suffix).
 PLOT_FORMATS = ("png", "svg", "pdf")
@@ -146,6 +147,10 @@ def run(args: argparse.Namespace) -> int:
 def check_arguments(args: argparse.Namespace, extracting: bool) -> None:
     """Outputs that would overwrite an input, and options that do not go together, are
     refused before any work."""
+    if extracting and args.features:
+        stray = types.spaced_list(args.argv, args.features, ["--models"])
+        raise InputError(stray) if stray else InputError(
+            "give either FEATURES.npz files or --models with --data, not both", file="--models")
     outputs = [Output("--json", args.json), Output("--plot", args.plot)]
     inputs = (input_files(args.features, args.ground_truth)
               + ([Input("--classifier", args.classifier)] if args.classifier else []))
@@ -155,9 +160,6 @@ def check_arguments(args: argparse.Namespace, extracting: bool) -> None:
         outputs.append(cache_output(args))
         inputs += spec_inputs(args.models, args.data)
     check_outputs(outputs, inputs)
-    if extracting and args.features:
-        raise InputError("give either FEATURES.npz files or --models with --data, not both",
-                         file="--models")
     if not extracting and not args.features:
         raise InputError("no feature files given (or use --models with --data)",
                          file="FEATURES.npz")
@@ -243,8 +245,7 @@ def sharded_profiles(args: argparse.Namespace, head: Any) -> dict[str, dict[str,
                              "--executor ray", file=option)
     names = {}
     for path in args.features:
-        if not Path(path).is_file():
-            raise InputError("no such file", file=path)
+        input_file(path, f"pass the feature files in it ({Path(path) / '*.npz'})")
         if model_name(path) in names:
             raise InputError(f"model name '{model_name(path)}' appears twice (names are file "
                              "stems)", file=path)
@@ -270,21 +271,19 @@ def profile_with_head(ff: FeatureFile, head: Any) -> dict[str, dict[str, float]]
 
 
 def load_classifier(path: str) -> tuple[np.ndarray, np.ndarray | None]:
-    """(weight (K, d), bias (K,) or None) from a .npy weight or an .npz weight/bias."""
-    if not Path(path).is_file():
-        raise InputError("no such file", file=path)
+    """(weight (K, d), bias (K,) or None) from a .npy weight or an .npz weight/bias (read
+    as feature files are: object arrays and decompression bombs refused)."""
+    input_file(path)
+    if zipfile.is_zipfile(path):
+        arrays = read_npz(path)
+        if "weight" not in arrays:
+            raise InputError(f"missing (found: {', '.join(arrays) or 'nothing'})", file=path,
+                             array="weight")
+        return arrays["weight"], arrays.get("bias")
     try:
-        loaded = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        raise InputError(f"not a readable .npy/.npz file ({type(exc).__name__})",
-                         file=path) from None
-    if isinstance(loaded, np.ndarray):
-        return loaded, None
-    with loaded:
-        if "weight" not in loaded.files:
-            raise InputError(f"missing (found: {', '.join(loaded.files) or 'nothing'})",
-                             file=path, array="weight")
-        return loaded["weight"], loaded["bias"] if "bias" in loaded.files else None
+        return np.load(path, allow_pickle=False), None
+    except (OSError, ValueError, EOFError) as exc:  # e.g. an object array: no pickles
+        raise InputError(f"not a readable .npy/.npz file ({exc})", file=path) from None
 
 
 def print_profile(model: str, profile: dict[str, dict[str, float]], probe: Any, *,

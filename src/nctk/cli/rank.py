@@ -25,6 +25,7 @@ import math
 import os
 import sys
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from nctk import workflow
@@ -36,7 +37,7 @@ from nctk.errors import InputError
 from nctk.evaluation import STATISTICS, by_weighted_tau
 from nctk.extract.specs import DATASET, MODEL, forms
 from nctk.io import load_ground_truth, load_pool, write_json
-from nctk.paths import Input, Output, check_outputs
+from nctk.paths import Input, Output, check_outputs, input_file
 from nctk.priors import load_prior
 
 #: NCTI's term weights, in the order of ``--ncti-weights`` (its ``combine_options``).
@@ -110,6 +111,7 @@ def add_method_arguments(parser: argparse.ArgumentParser, default: str | None = 
 
 
 def run(args: argparse.Namespace) -> int:
+    extracting(args)  # usage errors (files and --models both given) before anything else
     check_files(args)
     methods = resolve(args.method)
     weights = parse_weights(args.ncti_weights)
@@ -206,8 +208,9 @@ def extracting(args: argparse.Namespace) -> bool:
     """Whether the models are given as specs (``--models``/``--data``) rather than files."""
     wanted = args.models is not None or args.data is not None
     if args.features and wanted:
-        raise InputError("give either FEATURES.npz files or --models with --data, not both",
-                         file="--models")
+        stray = types.spaced_list(args.argv, args.features, ["--models"])
+        raise InputError(stray) if stray else InputError(
+            "give either FEATURES.npz files or --models with --data, not both", file="--models")
     if not wanted:
         from nctk.cli._executor import RAY_OPTIONS
 
@@ -221,6 +224,8 @@ def features_given(args: argparse.Namespace) -> list[str]:
     if not args.features:
         raise InputError("no feature files given (or use --models with --data)",
                          file="FEATURES.npz")
+    for path in args.features:  # a directory (or FIFO, device) says so before the count
+        input_file(path, f"pass the feature files in it ({Path(path) / '*.npz'})")
     check_pool_size(len(args.features), "FEATURES.npz")
     return args.features
 

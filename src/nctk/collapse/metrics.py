@@ -33,19 +33,24 @@ def nc1(stats: ClassSummary) -> float:
     matrix: with M~ = U S V^T (thin SVD of the (K, d) centred means), Sigma_B = V (S^2/K)
     V^T, so NC1 = (1/K) sum_j v_j^T Sigma_W v_j / lambda_j over the eigenvalues
     lambda_j = s_j^2/K above ``pinv_rtol(d) * lambda_1``. Identical to the library's
-    ``tr(pinv(Sigma_B) Sigma_W)/K`` at the same cutoff, at O(K^2 d + K d^2) cost.
+    ``tr(pinv(Sigma_B) Sigma_W)/K`` at the same cutoff, at O(K^2 d + K d^2) cost. inf when
+    all class means coincide (no between-class spread: nothing is separated), whatever the
+    within-class spread, all-zero features included.
     """
     eigvals, vectors = _between_eigen(stats)
     if eigvals.size == 0:  # all class means coincide: no between-class spread at all
-        return _ratio(float(np.trace(stats.within_covariance)), 0.0)
+        return float("inf")
     within = np.sum(vectors * (stats.within_covariance @ vectors), axis=0)  # v_j^T Sigma_W v_j
     return float(np.sum(within / eigvals) / stats.num_classes)
 
 
 def nc1_trace_ratio(stats: ClassSummary) -> float:
-    """tr(Sigma_W) / tr(Sigma_B): the library's "quotient" surrogate of NC1, no inverse."""
+    """tr(Sigma_W) / tr(Sigma_B): the library's "quotient" surrogate of NC1, no inverse;
+    inf when all class means coincide, as NC1."""
     between = float(np.trace(stats.between_covariance))
-    return _ratio(float(np.trace(stats.within_covariance)), between)
+    if between == 0:
+        return float("inf")
+    return float(np.trace(stats.within_covariance)) / between
 
 
 def cdnv(stats: ClassSummary) -> float:

@@ -3,7 +3,8 @@
 rank~(H) = (1/K) sum_k ||H_k||_F^2 / ||H_k||_2^2, where H_k (d, n_k) holds the features of
 class k as columns, **uncentred** as the paper writes it. ||H_k||_2^2 is the largest
 eigenvalue of H_k H_k^T, estimated by the power method as in the paper. Smaller means
-more collapsed; it lies in [1, min(d, n_k)] for each class.
+more collapsed; it lies in [1, min(d, n_k)] for each class (0 for a class whose features
+are all zero: the rank of a zero matrix).
 
 Power method used here (the paper gives no settings): start from the normalised sum of
 the class mean direction and a fixed seeded random unit vector (the mean direction is
@@ -38,7 +39,7 @@ def numerical_rank_from_samples(features: np.ndarray, codes: np.ndarray,
     for k in range(num_classes):
         rows = features[codes == k]
         top = top_eigenvalue(lambda v, rows=rows: (rows @ v.T).T @ rows, rows.sum(0)[None, :])
-        ratios.append(np.einsum("ij,ij->", rows, rows) / top[0])
+        ratios.append(_rank_ratio(np.einsum("ij,ij->", rows, rows)[None], top)[0])
     return float(np.mean(ratios))
 
 
@@ -71,8 +72,14 @@ def class_rank_ratios(stats: ClassStats, chunk: int = 16) -> tuple[np.ndarray, n
         top = top_eigenvalue(lambda v, g=second: np.matmul(g, v[:, :, None])[:, :, 0],
                              means[classes])
         classes_out.append(classes)
-        ratios.append(np.einsum("kdd->k", second) / top)
+        ratios.append(_rank_ratio(np.einsum("kdd->k", second), top))
     return np.concatenate(classes_out), np.concatenate(ratios)
+
+
+def _rank_ratio(frobenius: np.ndarray, top: np.ndarray) -> np.ndarray:
+    """||H_k||_F^2 / ||H_k||_2^2 per class; 0 for a class whose features are all zero
+    (the rank of a zero matrix), where the ratio itself would be 0/0."""
+    return np.divide(frobenius, top, out=np.zeros(frobenius.shape), where=frobenius > 0)
 
 
 def mean_rank_ratio(ratios: np.ndarray) -> float:

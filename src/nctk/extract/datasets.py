@@ -39,6 +39,7 @@ from nctk.extract.cache import files_fingerprint
 from nctk.extract.kinds import hf_dataset_name
 from nctk.extract.specs import DataRequest
 from nctk.sampling import at_most_per_class
+from nctk.paths import input_file
 from nctk.validation import encode_labels
 
 #: Most encoded image bytes :meth:`LabelledImages.packed` carries along (2 GiB).
@@ -280,9 +281,7 @@ def npz_dataset(request: DataRequest) -> LabelledImages:
 
 def npz_images(spec: str, path: str) -> LabelledImages:
     """Arrays ``images`` uint8 (N, H, W, 3) and ``labels`` (N,) of an ``.npz`` file."""
-    file = Path(path)
-    if not file.is_file():
-        raise InputError("no such file", file=path)
+    file = input_file(path)  # a directory, FIFO or device says what it is
     try:
         with np.load(file, allow_pickle=False) as npz:
             missing = [k for k in ("images", "labels") if k not in npz.files]
