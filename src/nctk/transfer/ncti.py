@@ -103,13 +103,16 @@ def ncti_terms(features: Any, labels: Any, *, pca_dim: int = PCA_DIM,
     k = min(pca_dim, d, n - 1)
     principal = stats.principal(k)
     z, variances = principal.scores, principal.variances
-    informative = variances > NULL_VARIANCE * variances[0]  # drop rounding-noise components
-    z, k = z[:, informative], int(informative.sum())
-    if k == 0:
+    informative = variances > NULL_VARIANCE * variances[0]
+    if not bool(informative.any()):
         raise InputError("is constant (zero variance); NCTI is undefined", array="features")
     s = to_float(variances[:top_variances].sum())
     raw_alpha = math.exp(-s)
     svd_path = raw_alpha <= ALPHA_FLOOR
+    if svd_path:  # the svd solver drops directions without within-class spread, as these
+        z, k = z[:, informative], int(informative.sum())
+    # the eigen path keeps all k, null ones too, as the reference: shrinkage gives them
+    # alpha tr/k and counts them in tr/k (golden values: tests/test_golden_values.py)
     fit = fit_svd(z, data) if svd_path else fit_eigen(z, data, raw_alpha)
     posterior = torch.softmax(fit.logits, dim=1)
     ncc = true_class_probability(fit.logits, data.codes).mean()
