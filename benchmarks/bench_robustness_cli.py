@@ -402,6 +402,83 @@ def case_non_utf8_name(run: Runner, tmp: Path) -> str:
     return outcome(done)
 
 
+def case_rank_directory(run: Runner, tmp: Path, alone: bool) -> str:
+    files = feature_files(tmp, sub="feats")
+    (tmp / "empty").mkdir()
+    before = snapshot(*files)
+    argv = ["feats"] if alone else [str(files[0]), "empty", str(files[1])]
+    return outcome(run("rank", *argv, "--method", "ncti"), inputs=kept(before, *files))
+
+
+def case_special_file(run: Runner, tmp: Path, kind: str) -> str:
+    files = feature_files(tmp)
+    if kind == "fifo":
+        os.mkfifo(tmp / "odd.npz")
+    else:  # a link to a device: nothing may read it (/dev/zero never ends)
+        (tmp / "odd.npz").symlink_to("/dev/zero")
+    before = snapshot(*files)
+    return outcome(run("rank", str(files[0]), "odd.npz", str(files[1]), "--method", "ncti"),
+                   inputs=kept(before, *files))
+
+
+def case_nan_labels(run: Runner, tmp: Path) -> str:
+    import numpy as np
+
+    files = feature_files(tmp)
+    for path in files:
+        np.savez(path, features=np.random.default_rng(0).normal(size=(30, 6)),
+                 labels=np.full(30, np.nan))
+    before = snapshot(*files)
+    return outcome(run("rank", *map(str, files), "--method", "ncti"), inputs=kept(before, *files))
+
+
+def case_object_classifier(run: Runner, tmp: Path) -> str:
+    import numpy as np
+
+    files = feature_files(tmp)
+    np.savez(tmp / "head.npz", weight=np.array([[1, 2], [3, 4]], dtype=object))
+    before = snapshot(files[0], tmp / "head.npz")
+    done = run("collapse", str(files[0]), "--classifier", "head.npz")
+    return outcome(done, inputs=kept(before, files[0], tmp / "head.npz"))
+
+
+def case_zero_features(run: Runner, tmp: Path) -> str:
+    import numpy as np
+
+    np.savez(tmp / "zeros.npz", features=np.zeros((30, 6)), labels=np.repeat(np.arange(3), 10))
+    done = run("collapse", "zeros.npz")
+    err = [line for line in done.stderr.decode().splitlines() if line.strip()]
+    row = done.stdout.decode().strip().splitlines()[-1].split() if done.stdout.strip() else []
+    return outcome(done, NC1=row[1] if len(row) > 1 else "?",
+                   stderr=" / ".join(err)[:80] or "nothing")
+
+
+def case_spaced_models(run: Runner, tmp: Path) -> str:
+    return outcome(run("rank", "--models", "demo:cnn_small", "demo:mlp", "--data",
+                       "demo:target", "--no-cache", "--no-progress"))
+
+
+def case_huge_size(run: Runner, tmp: Path, *args: str) -> str:
+    """Under a 4 GiB address-space limit: without it the old code took the shared machine's
+    memory until the kernel killed it (24 GB, issue 19)."""
+    limit = ["bash", "-c", 'ulimit -v 4194304; exec "$0" "$@"']
+    done = run("extract", "--models", "demo:cnn_small", "--data", "demo:target", "--out", "o",
+               "--no-cache", "--no-progress", *args, prefix=limit)
+    return outcome(done, features_written=(tmp / "o" / "cnn_small.npz").exists())
+
+
+def case_huge_count(run: Runner, tmp: Path, command: str) -> str:
+    """Counts bounded by the data itself (more shards or images per class than rows):
+    they must cost nothing extra, not be refused."""
+    files = feature_files(tmp)
+    limit = ["bash", "-c", 'ulimit -v 4194304; exec "$0" "$@"']
+    argv = {"shards": ["collapse", str(files[0]), "--shards", "1000000000"],
+            "per-class": ["rank", "--models", "demo:cnn_small,demo:mlp", "--data",
+                          "demo:target", "--per-class", "1000000000", "--no-cache",
+                          "--no-progress", "--method", "logme"]}[command]
+    return outcome(run(*argv, prefix=limit))
+
+
 def option_case(*args: str) -> Callable[[Runner, Path], str]:
     def case(run: Runner, tmp: Path) -> str:
         files = feature_files(tmp)
@@ -451,6 +528,24 @@ CASES: dict[str, Callable[[Runner, Path], str]] = {
     "finetune --lr nan": option_case("finetune", "--lr", "nan"),
     "finetune --epochs 0": option_case("finetune", "--epochs", "0"),
     "finetune --val-fraction 1": option_case("finetune", "--val-fraction", "1"),
+    # issue 19 part 4
+    "rank DIR (a folder of feature files)": lambda run, tmp: case_rank_directory(run, tmp,
+                                                                                True),
+    "rank A.npz FOLDER B.npz": lambda run, tmp: case_rank_directory(run, tmp, False),
+    "rank A.npz FIFO B.npz": lambda run, tmp: case_special_file(run, tmp, "fifo"),
+    "rank A.npz LINK-TO-/dev/zero B.npz": lambda run, tmp: case_special_file(run, tmp, "dev"),
+    "rank with NaN labels, the same in every file": case_nan_labels,
+    "collapse --classifier HEAD.npz holding object arrays": case_object_classifier,
+    "collapse on all-zero features": case_zero_features,
+    "rank --models A B (a space, not a comma)": case_spaced_models,
+    "extract --image-size 100000 (4 GiB limit)": lambda run, tmp: case_huge_size(
+        run, tmp, "--image-size", "100000"),
+    "extract --batch-size 10^9 --image-size 32 (4 GiB limit)": lambda run, tmp: case_huge_size(
+        run, tmp, "--batch-size", "1000000000", "--image-size", "32"),
+    "collapse --shards 10^9 (4 GiB limit)": lambda run, tmp: case_huge_count(run, tmp,
+                                                                            "shards"),
+    "rank --models ... --per-class 10^9 (4 GiB limit)": lambda run, tmp: case_huge_count(
+        run, tmp, "per-class"),
 }
 
 
