@@ -200,25 +200,28 @@ class _Ritz:
         return torch.linalg.vector_norm(self.residual, dim=0)
 
 
-def _float64_pass(x: torch.Tensor, mean: torch.Tensor, vectors: torch.Tensor, samples: bool
-                  ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(W, A V) for the (size, q) ``vectors`` V, from one float64 pass over X.
+def _float64_pass(x: torch.Tensor, mean: torch.Tensor, samples: bool, *groups: torch.Tensor
+                  ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """[(W, A V)] for each (size, q) group of vectors V, from one float64 pass over X.
 
     Feature side: W = X_c V (N, q) and A V = X_c^T W (d, q) with A = X_c^T X_c.
     Sample side: W = X_c^T V (d, q) and A V = X_c W (N, q) with A = X_c X_c^T.
+    Each group is multiplied on its own while the block is in cache: the GEMM of the
+    basis keeps its width (72 columns ran 1.5-2x faster than 82 with MKL on one thread).
     """
     n, d = x.shape
-    q = vectors.shape[1]
-    w = torch.empty(d if samples else n, q, dtype=F64, device=x.device)
-    av = torch.zeros(n if samples else d, q, dtype=F64, device=x.device)
+    out = [(torch.empty(d if samples else n, v.shape[1], dtype=F64, device=x.device),
+            torch.zeros(n if samples else d, v.shape[1], dtype=F64, device=x.device))
+           for v in groups]
     for b, block in _blocks(x, mean, samples):
-        if samples:
-            torch.mm(block.T, vectors, out=w[b])
-            av.addmm_(block, w[b])
-        else:
-            torch.mm(block, vectors, out=w[b])
-            av.addmm_(block.T, w[b])
-    return w, av
+        for vectors, (w, av) in zip(groups, out, strict=True):
+            if samples:
+                torch.mm(block.T, vectors, out=w[b])
+                av.addmm_(block, w[b])
+            else:
+                torch.mm(block, vectors, out=w[b])
+                av.addmm_(block.T, w[b])
+    return out
 
 
 def _rayleigh_ritz(basis: torch.Tensor, w: torch.Tensor, av: torch.Tensor) -> _Ritz:
@@ -343,13 +346,13 @@ def refined_principal(x: torch.Tensor, mean: torch.Tensor, k: int) -> Principal 
     basis = torch.linalg.qr(model.vectors[:, :p].to(F64)).Q
     generator = torch.Generator(device=x.device).manual_seed(PROBE_SEED)
     probes = torch.randn(size, PROBES, dtype=F64, device=x.device, generator=generator)
-    w, av = _float64_pass(x, mean, torch.cat([basis, probes], dim=1), samples)
-    errors = model.error_bounds(probes, av[:, p:])
-    ritz = _rayleigh_ritz(basis, w[:, :p], av[:, :p])
+    (w, av), (_, a_probes) = _float64_pass(x, mean, samples, basis, probes)
+    errors = model.error_bounds(probes, a_probes)
+    ritz = _rayleigh_ritz(basis, w, av)
     bound = checked_angle(ritz, k, model, errors)
     if not bound <= SUBSPACE_TOLERANCE:
         basis = _correction(gram, scale, ritz, k)
-        ritz = _rayleigh_ritz(basis, *_float64_pass(x, mean, basis, samples))
+        ritz = _rayleigh_ritz(basis, *_float64_pass(x, mean, samples, basis)[0])
         bound = checked_angle(ritz, k, model, errors)
         if not bound <= SUBSPACE_TOLERANCE:
             return None
