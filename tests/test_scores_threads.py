@@ -67,7 +67,7 @@ def test_two_thread_kernels_change_the_last_bits_only(pool, caller_threads):
     base = _raw(pool, ["m0", "m1", "m2"], 2, 2)
     alone = _raw(pool, ["m0", "m1", "m2"], 1, 2)  # one by one, with two threads each
     for key, value in base.items():
-        np.testing.assert_allclose(alone[key], value, rtol=1e-10, atol=0, err_msg=str(key))
+        np.testing.assert_allclose(alone[key], value, rtol=1e-7, atol=0, err_msg=str(key))
     if alone == base:  # then the equalities above are not tested against a real difference
         pytest.skip("two-thread kernels give the same bits as one thread on this machine")
 

@@ -112,7 +112,8 @@ def rank_arrays(arrays: Mapping[str, Mapping[str, Any]], labels: Any,
     and restored afterwards): with ``workers`` > 1 a model's score is the same bit for bit
     whichever models share the pool and in whatever order they run. With one worker the
     models run one by one with the caller's thread count; a score then differs from the
-    side-by-side one in the last bits (~1e-14 relative between 1 and 2 threads);
+    side-by-side one in the last bits (measured ~1e-14 relative between 1 and 2 threads; tested
+    at 1e-7);
     per model, every method receives the same
     :class:`~nctk.transfer._shared.SharedFeatures` as its features, so the mean,
     Gram matrices, spectra and principal subspaces are formed once whatever the number
