@@ -38,8 +38,8 @@ from nctk.extract import specs
 from nctk.extract.cache import files_fingerprint
 from nctk.extract.kinds import hf_dataset_name
 from nctk.extract.specs import DataRequest
-from nctk.sampling import at_most_per_class
 from nctk.paths import input_file
+from nctk.sampling import at_most_per_class
 from nctk.validation import encode_labels
 
 #: Most encoded image bytes :meth:`LabelledImages.packed` carries along (2 GiB).
