@@ -214,7 +214,10 @@ def test_cli_rank_models_equals_rank_of_extracted_files(checkpoints, tmp_path, c
     from_files = json.loads((tmp_path / "files.json").read_text())["methods"]
     from_models = json.loads((tmp_path / "models.json").read_text())["methods"]
     for method in ("ncti", "logme"):
-        assert from_models[method]["scores"] == from_files[method]["scores"]
+        # the files are scored side by side, one thread each, the models one by one with
+        # the caller's threads: equal to the last bits (~1e-15), not bit for bit
+        assert from_models[method]["scores"] == pytest.approx(from_files[method]["scores"],
+                                                              rel=1e-7)
         assert from_models[method]["ranking"] == from_files[method]["ranking"]
     assert "cnn_wide" in out
 
