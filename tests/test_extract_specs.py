@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
+pytest.importorskip("torchvision")  # the vision extra: nctk.extract needs it
+
 from nctk.cli import main
 from nctk.errors import InputError, UnknownChoice
 from nctk.extract import load_dataset, load_model, specs

@@ -82,7 +82,7 @@ def test_explicit_validation_data_trains_on_every_training_sample():
     with torch.no_grad():
         predicted = net(val.tensors[0]).argmax(1).numpy()
     codes = (val.tensors[1].numpy() - 7) // 10
-    assert result.val_accuracy == pytest.approx(float((predicted == codes).mean()), abs=1e-12)
+    assert result.val_accuracy == pytest.approx(float((predicted == codes).mean()), abs=1e-7)
 
 
 def test_validation_data_with_other_classes_is_an_input_error():
@@ -111,7 +111,7 @@ def test_penultimate_nc1_is_the_value_collapse_measure_reports():
     feats = rng.normal(size=(30, 5)) + codes[:, None]
     for dtype in (np.float64, np.float32):
         x = feats.astype(dtype)
-        assert penultimate_nc1(x, codes) == pytest.approx(measure(x, codes)["nc1"], rel=1e-9)
+        assert penultimate_nc1(x, codes) == pytest.approx(measure(x, codes)["nc1"], rel=1e-7)
 
 
 def test_bootstrap_draws_resample_within_each_class_and_repeat_with_the_seed():

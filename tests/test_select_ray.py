@@ -11,12 +11,14 @@ import pytest
 import torch
 from threadpoolctl import threadpool_limits
 
+pytest.importorskip("torchvision")  # the vision extra: nctk.scale needs it
+ray = pytest.importorskip("ray")  # the ray extra
+
 from nctk.finetune.train import TrainConfig
 from nctk.scale import LoopExecutor, RayExecutor
 from nctk.select.api import prepare, select
 from select_data import MODELS, write_npz
 
-ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.slow
 
 CONFIG = TrainConfig(epochs=3, batch_size=16, lr=0.05, val_fraction=0.25, progress=False)
