@@ -68,3 +68,11 @@ class InputError(ValueError):
 class UnknownChoice(InputError):
     """A name that is none of the accepted ones (a spec kind, a method): the message lists
     them; a command adds where its help describes them."""
+
+
+def describe_exception(exc: BaseException, limit: int = 160) -> str:
+    """``"<Type>: <first line of the message>"`` (cut to ``limit`` characters), for one-line
+    errors about exceptions raised by code nctk does not control (a model, a user module)."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    text = text if len(text) <= limit else text[:limit - 3] + "..."
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -287,7 +287,7 @@ def rank_model_specs(models: Sequence[str], dataset: Any, methods: Sequence[Meth
     given = {m.name: method_options(m, seed=seed, ncti_weights=ncti_weights) for m in methods}
     with executor:  # a Ray executor checks the models as tasks, where they will run
         check_models(models, dataset, image_size=settings.image_size, executor=executor,
-                     trust_checkpoint=settings.trust_checkpoint)
+                     trust_checkpoint=settings.trust_checkpoint, parts=settings.parts)
         run = rank_models(models, dataset, list(given), executor=executor, extract=settings,
                           options=given, optional_inputs=optional_inputs, progress=progress)
     prior, note = _prior(prior, run.records)

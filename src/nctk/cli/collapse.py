@@ -24,6 +24,7 @@ import numpy as np
 from nctk.cli import COMMANDS
 from nctk.cli import _types as types
 from nctk.cli._executor import add_executor_arguments, make_executor
+from nctk.cli._parts import add_parts_arguments, parts_from_args
 from nctk.cli._table import fmt_number, format_table
 from nctk.cli.rank import input_files, print_notes
 from nctk.collapse import (
@@ -107,6 +108,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     models.add_argument("--device", help="torch device for extraction (default: auto)")
     models.add_argument("--trust-checkpoint", action="store_true",
                         help="load model files that carry code (see nctk extract --help)")
+    add_parts_arguments(models)
     group = add_executor_arguments(parser, per_model=False)
     group.add_argument("--shards", type=types.positive_int, metavar="N",
                        help="split each file's rows into N tasks that read only their rows "
@@ -201,7 +203,7 @@ def extract_models(args: argparse.Namespace) -> list[FeatureFile]:
                         cache_dir=None if args.no_cache else (args.cache_dir
                                                               or default_cache_dir()),
                         device=args.device, progress=not args.quiet,
-                        trust_checkpoint=args.trust_checkpoint)
+                        trust_checkpoint=args.trust_checkpoint, parts=parts_from_args(args))
 
 
 def report(args: argparse.Namespace, profiles: dict[str, dict[str, dict[str, float]]],

@@ -10,6 +10,7 @@ from typing import Any
 from nctk.cli import COMMANDS
 from nctk.cli import _types as types
 from nctk.cli._executor import add_executor_arguments, make_executor, report_failures
+from nctk.cli._parts import add_parts_arguments, parts_from_args
 from nctk.errors import InputError
 from nctk.extract.specs import DATASET, MODEL, forms
 from nctk.paths import Input, Output, check_outputs
@@ -61,7 +62,8 @@ def extract_settings(args: argparse.Namespace, **more: Any) -> Any:
     return ExtractSettings(
         image_size=args.image_size, device=args.device, skip_bad_images=args.skip_bad_images,
         cache_dir=None if args.no_cache else (args.cache_dir or default_cache_dir()),
-        progress=not args.no_progress, trust_checkpoint=args.trust_checkpoint, **more)
+        progress=not args.no_progress, trust_checkpoint=args.trust_checkpoint,
+        parts=parts_from_args(args), **more)
 
 
 def cache_output(args: argparse.Namespace) -> Output:
@@ -107,6 +109,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-progress", "--quiet", dest="no_progress", action="store_true",
                         help="hide the progress bars (shown on a terminal only anyway)")
     parser.add_argument("--trust-checkpoint", action="store_true", help=TRUST_HELP)
+    add_parts_arguments(parser)
     add_executor_arguments(parser)
     parser.set_defaults(func=run)
 
@@ -127,7 +130,8 @@ def run(args: argparse.Namespace) -> int:
     failures = []
     with executor:  # a Ray executor checks the models as tasks, where they will run
         check_models(specs, dataset, image_size=args.image_size, layers=args.layers,
-                     executor=executor, trust_checkpoint=args.trust_checkpoint)
+                     executor=executor, trust_checkpoint=args.trust_checkpoint,
+                     parts=settings.parts)
         for record, path in extract_models(specs, dataset, args.out, executor=executor,
                                            extract=settings, progress=not args.no_progress):
             if path is None:

@@ -13,6 +13,7 @@ from typing import Any
 
 from nctk.cli import COMMANDS
 from nctk.cli import _types as types
+from nctk.cli._parts import add_parts_arguments, parts_from_args
 from nctk.cli.extract import TRUST_HELP, spec_inputs
 from nctk.errors import InputError
 from nctk.finetune.methods import METHODS
@@ -38,8 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--test-data", help="test dataset spec (same classes)")
     parser.add_argument("--method", choices=METHODS, help="lp, layer, scl or full")
     parser.add_argument("--unit", help="unit number (1-based), name, or 'auto' (NC criterion)")
-    parser.add_argument("--unit-modules", help="comma-separated sub-module names to use as "
-                        "units (models whose blocks are not discovered)")
+    add_parts_arguments(parser, unit_aliases=("--unit-modules",))
     parser.add_argument("--auto-candidates", type=types.positive_int_list,
                         help="units tried by --unit auto (default all)")
     parser.add_argument("--probe-epochs", type=types.positive_int, default=1,
@@ -167,13 +167,15 @@ def _load(args: argparse.Namespace, config: Any) -> _Inputs:
     """Load the model and data, and check every run of the job (units, input size, SCL
     widths) before anything trains."""
     from nctk.extract import load_dataset, load_model
+    from nctk.extract.parts import declare_parts
     from nctk.extract.preflight import probe_image, probe_input
     from nctk.finetune.adapters import declared_units
     from nctk.finetune.methods import check_scl_units
 
-    unit_names = [u for u in args.unit_modules.split(",") if u] if args.unit_modules else None
+    parts = parts_from_args(args)
     adapter = load_model(args.model, image_size=args.image_size,
-                         trust_checkpoint=args.trust_checkpoint)
+                         trust_checkpoint=args.trust_checkpoint, parts=parts)
+    declare_parts(adapter, parts)  # the fine-tuning code finds the named head and units
     model = adapter.module
     train_data = load_dataset(args.data, split="train", transform=adapter.transform)
     test_data = (load_dataset(args.test_data, split="test", transform=adapter.transform)
@@ -181,8 +183,7 @@ def _load(args: argparse.Namespace, config: Any) -> _Inputs:
     image = probe_image(train_data)
     if image is not None:  # a model that cannot take the input size fails here, in one line
         probe_input(adapter, image)
-    if unit_names is None:
-        unit_names = declared_units(adapter)
+    unit_names = declared_units(adapter)
     runs = job_runs(args, model, unit_names, train_data)
     if image is not None:  # a unit too wide for SCL's skip vector fails now, not hours in
         check_scl_units(model, list(dict.fromkeys(r.unit for r in runs if r.method == "scl")),

@@ -32,6 +32,7 @@ from nctk import workflow
 from nctk.cli import COMMANDS
 from nctk.cli import _types as types
 from nctk.cli._executor import add_executor_arguments, make_executor, report_failures
+from nctk.cli._parts import add_parts_arguments, parts_from_args
 from nctk.cli._table import fmt_number, format_table
 from nctk.errors import InputError
 from nctk.evaluation import STATISTICS, by_weighted_tau
@@ -88,6 +89,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                          help="hide the progress bars (shown on a terminal only anyway)")
     extract.add_argument("--trust-checkpoint", action="store_true",
                          help="load model files that carry code (see nctk extract --help)")
+    add_parts_arguments(extract)
     add_executor_arguments(parser)
     parser.set_defaults(func=run)
 

@@ -350,7 +350,7 @@ def extract_pool(model_specs: Sequence[str | ModelAdapter | torch.nn.Module] | s
                  device: str | torch.device | None = None, progress: bool = True,
                  skip_bad_images: bool = False, batch_size: int = 64,
                  image_size: int | None = None, num_workers: int | None = None,
-                 trust_checkpoint: bool = False) -> list[FeatureFile]:
+                 trust_checkpoint: bool = False, parts: Any = None) -> list[FeatureFile]:
     """Features of several models on the same samples (one FeatureFile per model, in order).
 
     ``model_specs`` is a list or a comma-separated string of specs. With ``per_class``,
@@ -358,8 +358,8 @@ def extract_pool(model_specs: Sequence[str | ModelAdapter | torch.nn.Module] | s
     model. Models are loaded one at a time, so memory holds a single model. Every model is
     checked first (:func:`nctk.extract.preflight.check_models`: loadable, its layers,
     one image through it, distinct names), so a bad fifth model fails before any
-    extraction. ``trust_checkpoint`` lets checkpoints that carry code load (see
-    :func:`load_model`).
+    extraction. ``trust_checkpoint`` lets checkpoints that carry code load and ``parts``
+    names heads and units (see :func:`load_model`).
     """
     if isinstance(model_specs, str):
         model_specs = [s.strip() for s in model_specs.split(",") if s.strip()]
@@ -371,11 +371,11 @@ def extract_pool(model_specs: Sequence[str | ModelAdapter | torch.nn.Module] | s
     from nctk.extract.preflight import check_models
 
     check_models(model_specs, dataset, image_size=image_size, layers=layers,
-                 trust_checkpoint=trust_checkpoint)
+                 trust_checkpoint=trust_checkpoint, parts=parts)
     pool: list[FeatureFile] = []
     for spec in model_specs:
         adapter = spec if isinstance(spec, ModelAdapter) else load_model(
-            spec, image_size=image_size, trust_checkpoint=trust_checkpoint)
+            spec, image_size=image_size, trust_checkpoint=trust_checkpoint, parts=parts)
         pool.append(extract_features(adapter, dataset, layers=layers, batch_size=batch_size,
                                      device=device, cache_dir=cache_dir, progress=progress,
                                      skip_bad_images=skip_bad_images,

