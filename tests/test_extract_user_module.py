@@ -128,7 +128,7 @@ def small_images(tmp_path) -> str:
 
 
 def test_a_state_dict_loads_into_the_users_architecture(user_module):
-    module, weights = user_module
+    _, weights = user_module
     adapter = load_model(f"python:{MODULE}:build@{weights}")
     expected = torch.load(weights, weights_only=True)
     for name, tensor in adapter.module.state_dict().items():
@@ -233,11 +233,11 @@ def test_a_model_may_declare_its_head_and_units(user_module):
 
 def test_named_parts_are_checked_and_parsed(user_module):
     spec = f"python:{MODULE}:build"
-    with pytest.raises(InputError, match="has no module 'fc' to use as its head; its nn.Linear "
-                                         "modules: classifier"):
+    with pytest.raises(InputError, match=r"has no module 'fc' to use as its head; its "
+                                         r"nn\.Linear modules: classifier"):
         load_model(spec, parts=parse_parts(["fc"]))
-    with pytest.raises(InputError, match="no module 'stages.7' to use as its unit; its units "
-                                         "found: stages.0, stages.1, stages.2"):
+    with pytest.raises(InputError, match=r"no module 'stages\.7' to use as its unit; its units "
+                                         r"found: stages\.0, stages\.1, stages\.2"):
         load_model(spec, parts=parse_parts(units=["stages.0,stages.7"]))
     parts = parse_parts(["a=classifier", "none"], ["a=stages.0,stages.1"])
     assert parts.head_for("a") == "classifier" and parts.head_for("b") == "none"

@@ -29,6 +29,8 @@ from nctk.validation import check_matrix, check_same_length, label_values
 
 LAYER_PREFIX = "layer:"
 SOURCE_ACCURACY = "source_accuracy"
+#: 0-d bool array, True when the model's weights were a random initialisation.
+RANDOM_INIT = "random_init"
 
 
 @dataclass
@@ -44,6 +46,8 @@ class FeatureFile:
         path: where it was read from (None when built in memory).
         source_accuracy: the model's accuracy on its source task (e.g. ImageNet-1K acc@1
             in %, from torchvision's weights metadata), or None when unknown.
+        random_init: True when the model's weights were a random initialisation (a spec
+            ending in ``:none``), not pre-trained: every output flags it.
     """
 
     name: str
@@ -53,6 +57,7 @@ class FeatureFile:
     layers: dict[str, np.ndarray] = field(default_factory=dict)
     path: str | None = None
     source_accuracy: float | None = None
+    random_init: bool = False
 
 
 def load_feature_file(path: str | os.PathLike, *, require_logits: bool = False) -> FeatureFile:
@@ -110,21 +115,32 @@ def feature_file_from_arrays(name: str, arrays: Mapping[str, Any], *, path: str 
             raise InputError(f"expected one finite number, got {value.dtype} array of shape "
                              f"{value.shape}", array=SOURCE_ACCURACY)
         accuracy = float(value)
+    random_init = False
+    if RANDOM_INIT in arrays:
+        value = np.asarray(arrays[RANDOM_INIT])
+        if value.shape != () or value.dtype.kind != "b":
+            raise InputError(f"expected one boolean, got {value.dtype} array of shape "
+                             f"{value.shape}", array=RANDOM_INIT)
+        random_init = bool(value)
     return FeatureFile(name=name, features=features, labels=labels, source_logits=logits,
-                       layers=layers, path=path, source_accuracy=accuracy)
+                       layers=layers, path=path, source_accuracy=accuracy,
+                       random_init=random_init)
 
 
 def save_feature_file(path: str | os.PathLike, features: np.ndarray, labels: np.ndarray, *,
                       source_logits: np.ndarray | None = None,
                       layers: Mapping[str, np.ndarray] | None = None,
-                      source_accuracy: float | None = None) -> Path:
-    """Write a feature file atomically (temporary file, then rename)."""
+                      source_accuracy: float | None = None, random_init: bool = False) -> Path:
+    """Write a feature file atomically (temporary file, then rename); ``random_init`` is
+    stored (as a 0-d bool) only when True."""
     arrays: dict[str, np.ndarray] = {"features": np.asarray(features),
                                      "labels": np.asarray(labels)}
     if source_logits is not None:
         arrays["source_logits"] = np.asarray(source_logits)
     if source_accuracy is not None:
         arrays[SOURCE_ACCURACY] = np.asarray(float(source_accuracy))
+    if random_init:
+        arrays[RANDOM_INIT] = np.asarray(True)
     for name, value in (layers or {}).items():
         arrays[LAYER_PREFIX + name] = np.asarray(value)
     path = Path(path)

@@ -124,6 +124,7 @@ def extract_features(model: ModelAdapter | str | torch.nn.Module,
                                    "samples_total": len(dataset),
                                    "samples_kept": len(result.labels), "skipped": skipped})
     result.source_accuracy = adapter.source_accuracy
+    result.random_init = adapter.random_init
     return result
 
 
@@ -391,5 +392,6 @@ def write_pool(pool: Sequence[FeatureFile], out_dir: str | os.PathLike) -> list[
         paths.append(save_feature_file(Path(out_dir) / f"{result.name}.npz", result.features,
                                        result.labels, source_logits=result.source_logits,
                                        layers=result.layers,
-                                       source_accuracy=result.source_accuracy))
+                                       source_accuracy=result.source_accuracy,
+                                       random_init=result.random_init))
     return paths

