@@ -176,7 +176,7 @@ def section_throughput(work: Path, images: int) -> dict:
 
     adapter = load_model("lite:efficientnet-lite0")
     data = load_dataset("npz:" + str(work / "train.npz"))
-    data = data.subset(np.arange(min(images, len(data))))
+    data = data.subset(np.linspace(0, len(data) - 1, min(images, len(data))).astype(int))
     module = adapter.module.eval()
     batch = torch.stack([adapter.transform(data.read_image(i)) for i in range(len(data))])
     with torch.inference_mode():
