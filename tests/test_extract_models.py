@@ -74,7 +74,7 @@ def test_torchvision_errors_name_the_accepted_forms(monkeypatch):
 def test_unknown_spec_lists_accepted_kinds():
     for spec in ("foo:bar", "resnet50"):
         with pytest.raises(UnknownChoice, match=r"accepted kinds: torchvision:, timm:, hf:, "
-                                                r"file:, demo:, or a \.pt/"):
+                                                r"lite:, python:, file:, demo:, or a \.pt/"):
             load_model(spec)
     with pytest.raises(InputError, match="non-empty string"):
         load_model("")

@@ -36,8 +36,8 @@ def _tiny(request: specs.ModelRequest) -> ModelAdapter:
 
 
 def test_built_in_and_demo_kinds_are_registered_in_order():
-    assert [k.prefix for k in specs.kinds(specs.MODEL)][:5] == [
-        "torchvision", "timm", "hf", "file", "demo"]
+    assert [k.prefix for k in specs.kinds(specs.MODEL)][:7] == [
+        "torchvision", "timm", "hf", "lite", "python", "file", "demo"]
     assert [k.prefix for k in specs.kinds(specs.DATASET)][:5] == [
         "imagefolder", "npz", "torchvision", "hf", "demo"]
     assert all(k.form.startswith(k.prefix + ":") for role in (specs.MODEL, specs.DATASET)
@@ -99,7 +99,8 @@ def test_unknown_specs_are_one_short_line_pointing_to_the_help(tmp_path, capsys)
                  "--no-cache"]) == 2
     line = capsys.readouterr().err.strip()
     assert line == ("nctk rank: error: model 1 of 2 (foo:bar): unknown model spec 'foo:bar'; "
-                    "accepted kinds: torchvision:, timm:, hf:, file:, demo:, or a "
+                    "accepted kinds: torchvision:, timm:, hf:, lite:, python:, file:, demo:, "
+                    "or a "
                     ".pt/.pth/.ckpt/.ts checkpoint path (see nctk rank --help)")
     assert main(["extract", "--models", "demo:cnn_small", "--data", "imgs:/x",
                  "--out", str(tmp_path / "o"), "--no-cache"]) == 2

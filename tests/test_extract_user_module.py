@@ -276,7 +276,7 @@ def test_cli_names_what_was_not_found_and_how_to_name_it(user_module, tmp_path, 
                  "--out", str(tmp_path / "a")])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1
-    assert f"(python:{MODULE}:probabilities)" in err and "head=MODULE" in err
+    assert f"(python:{MODULE}:probabilities)" in err and "(--head MODULE)" in err
     assert main(["extract", "--models", f"python:{MODULE}:probabilities", "--head",
                  "classifier", *base, "--out", str(tmp_path / "b")]) == 0
     capsys.readouterr()
@@ -285,6 +285,6 @@ def test_cli_names_what_was_not_found_and_how_to_name_it(user_module, tmp_path, 
                 "--batch-size", "8", "--no-progress"]
     assert main([*finetune, "--out", str(tmp_path / "c")]) == 2
     err = capsys.readouterr().err.strip()
-    assert "no fine-tuning units found in Loose" in err and "name them" in err
+    assert "no fine-tuning units found in Loose" in err and "(--units A,B,...)" in err
     assert main([*finetune, "--units", "b1,b2", "--out", str(tmp_path / "d")]) == 0
     assert "Layer FT  1 (b1)" in capsys.readouterr().out

@@ -127,10 +127,10 @@ def _entries(values: Sequence[str], what: str) -> dict[str, tuple[str, ...]]:
         modules = tuple(s.strip() for s in rest.split(",") if s.strip())
         if not modules or (what == "head" and len(modules) != 1):
             raise InputError(f"expected {'[NAME=]MODULE' if what == 'head' else '[NAME=]A,B,...'}"
-                             f", got {value!r}", array=what)
+                             f", got {value!r}", parameter=what)
         key = name or ""
         if key in entries:
             target = f"model {key!r}" if key else "all models"
-            raise InputError(f"{what} given twice for {target}", array=what)
+            raise InputError(f"{what} given twice for {target}", parameter=what)
         entries[key] = modules
     return entries

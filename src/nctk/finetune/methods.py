@@ -49,7 +49,8 @@ def split_head(model: nn.Module) -> tuple[nn.Module, int]:
     if not isinstance(head, nn.Linear):
         found = "none" if head is None else f"a {type(head).__name__}"
         raise InputError(f"{type(model).__name__} has no nn.Linear classifier head to replace "
-                         f"(found {found}); name its linear head", array="head")
+                         f"(found {found}); name its linear head (head=MODULE)",
+                         parameter="head")
     path = next(name for name, m in model.named_modules() if m is head)
     backbone = copy.deepcopy(model)
     backbone.set_submodule(path, nn.Identity())

@@ -81,7 +81,7 @@ def find_units(model: nn.Module, names: Sequence[str] | None = None) -> list[Uni
         missing = [n for n in names if n not in modules or n == ""]
         if missing:
             raise InputError(f"no sub-module named {', '.join(map(repr, missing))} in the model",
-                             array="units")
+                             parameter="units")
         return [Unit(i + 1, n, modules[n]) for i, n in enumerate(names)]
     types = _unit_types()
     found: list[Unit] = []
@@ -91,7 +91,7 @@ def find_units(model: nn.Module, names: Sequence[str] | None = None) -> list[Uni
     if not found:
         raise InputError(f"no fine-tuning units found in {type(model).__name__} (none of its "
                          "blocks is a known residual, MBConv, ConvNeXt or ViT block); name "
-                         "them explicitly", array="units")
+                         "them (units=A,B,...)", parameter="units")
     return found
 
 
