@@ -162,7 +162,7 @@ def main() -> None:
         source = write_image_folder(Path(tmp) / "cpu", args.n, args.cifar)
         print(f"images: {source}; batch size {args.batch_size}")
         data = load_dataset(f"imagefolder:{Path(tmp) / 'cpu'}")
-        cpu_models = [(load_model("torchvision:resnet18", image_size=32), 32),
+        cpu_models = [(load_model("torchvision:resnet18:none", image_size=32), 32),
                       *demo_adapters()]
         run_section("CPU, fp32", cpu_models, data, args.n, args.batch_size,
                     torch.device("cpu"), args.workers)
@@ -175,7 +175,7 @@ def main() -> None:
         print(f"\nimages: {source}, upscaled to 224 px by the preprocessing; "
               f"GPU {torch.cuda.get_device_name()}")
         run_section("CUDA, bf16 autocast, channels-last (target: engine >= 80% of forward)",
-                    [(load_model("torchvision:resnet50"), 224)], data, args.cuda_n, 256,
+                    [(load_model("torchvision:resnet50:none"), 224)], data, args.cuda_n, 256,
                     torch.device("cuda"), args.workers)
 
 

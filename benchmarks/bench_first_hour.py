@@ -35,12 +35,12 @@ JOBS = (
     ("vit_tiny, --unit auto (layer), 2 epochs", ["--model", "demo:vit_tiny", "--method",
                                                  "layer", "--unit", "auto", "--epochs", "2"]),
     ("resnet18 (random) 64 px, --sweep-units 1,7, 2 ep",
-     ["--model", "torchvision:resnet18", "--image-size", "64", "--sweep", "--sweep-units",
+     ["--model", "torchvision:resnet18:none", "--image-size", "64", "--sweep", "--sweep-units",
       "1,7", "--epochs", "2"]),
 )
 #: Models of the preflight measurement (random weights: nothing to download).
-PREFLIGHT_MODELS = ("torchvision:resnet18", "torchvision:resnet50",
-                    "torchvision:convnext_tiny", "torchvision:vit_b_16")
+PREFLIGHT_MODELS = ("torchvision:resnet18:none", "torchvision:resnet50:none",
+                    "torchvision:convnext_tiny:none", "torchvision:vit_b_16:none")
 
 
 def bench_estimate(out: Path) -> None:

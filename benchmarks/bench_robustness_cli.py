@@ -206,7 +206,7 @@ def case_analyze_source(run: Runner, tmp: Path) -> str:
 def case_extract_onto_npz(run: Runner, tmp: Path) -> str:
     data = npz_images(tmp / "test_resnet.npz")
     before = snapshot(data)
-    done = run("extract", "--models", "timm:test_resnet", "--data", f"npz:{data}", "--out",
+    done = run("extract", "--models", "timm:test_resnet:none", "--data", f"npz:{data}", "--out",
                str(tmp), "--no-cache", "--no-progress", "--image-size", "32")
     return outcome(done, npz_dataset=kept(before, data))
 
@@ -357,7 +357,7 @@ def case_torchscript(run: Runner, tmp: Path) -> str:
 def case_bomb(run: Runner, tmp: Path, skip: bool = False) -> str:
     folder = image_folder(tmp / "images")
     png_bomb(folder / "a" / "zz.png")
-    done = run("extract", "--models", "timm:test_resnet", "--data", f"imagefolder:{folder}",
+    done = run("extract", "--models", "timm:test_resnet:none", "--data", f"imagefolder:{folder}",
                "--out", "o", "--no-cache", "--no-progress", "--image-size", "32",
                "--workers", "0", *(["--skip-bad-images"] if skip else []))
     return outcome(done)
@@ -486,7 +486,7 @@ def option_case(*args: str) -> Callable[[Runner, Path], str]:
         tiny_resnet(tmp / "m.pt")
         command = {"rank": ["rank", *map(str, files)],
                    "collapse": ["collapse", str(files[0]), "--probe"],
-                   "extract": ["extract", "--models", "timm:test_resnet", "--data",
+                   "extract": ["extract", "--models", "timm:test_resnet:none", "--data",
                                f"npz:{data}", "--out", "o", "--no-cache", "--no-progress"],
                    "finetune": ["finetune", "--model", "m.pt", "--data", f"npz:{data}",
                                 "--method", "lp", "--out", "o", "--no-progress",

@@ -219,8 +219,8 @@ def test_models_and_data_go_through_the_pool_runner(toy_methods, capsys, monkeyp
     (checked_specs, checked_data, checked_kw), = checked  # before any extraction
     assert checked_specs == ["torchvision:resnet18", "timm:vit_tiny"]
     assert checked_data == "loaded imagefolder:/somewhere, 5 per class, seed 3"
-    assert checked_kw.pop("executor") is not None and checked_kw == {"image_size": 64,
-                                                             "trust_checkpoint": False}
+    assert checked_kw.pop("executor") is not None and checked_kw == {
+        "image_size": 64, "trust_checkpoint": False, "parts": None}
     (specs, dataset, methods, kwargs), = calls
     assert specs == ["torchvision:resnet18", "timm:vit_tiny"]
     assert dataset == "loaded imagefolder:/somewhere, 5 per class, seed 3"

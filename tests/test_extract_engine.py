@@ -128,7 +128,8 @@ def test_cache_hit_computes_nothing_and_keys_on_content(npz_data, tmp_path):
 
 
 def test_identity_follows_the_weights_and_seeded_random_initialisations_repeat():
-    first, second = load_model("timm:test_resnet"), load_model("timm:test_resnet")
+    first = load_model("timm:test_resnet:none")
+    second = load_model("timm:test_resnet:none")
     assert model_identity(first) == model_identity(second)  # seeded: the cache hits
     with torch.no_grad():
         next(second.module.parameters()).add_(1.0)
@@ -258,7 +259,7 @@ def test_cli_writes_one_file_per_model(tmp_path, capsys):
               "--trust-checkpoint"]
     assert main(["extract", "--models", str(tmp_path / "small.pt"), *common]) == 2
     assert "zz0.jpg: cannot read image" in capsys.readouterr().err
-    models = f"{tmp_path / 'small.pt'},timm:test_resnet"
+    models = f"{tmp_path / 'small.pt'},timm:test_resnet:none"
     assert main(["extract", "--models", models, *common, "--layers", "layer4"]) == 2
     assert "has no layer 'layer4'" in capsys.readouterr().err
     assert main(["extract", "--models", models, *common, "--skip-bad-images", "--per-class",
@@ -266,7 +267,7 @@ def test_cli_writes_one_file_per_model(tmp_path, capsys):
     captured = capsys.readouterr()
     assert "skipped 1 unreadable image(s)" in captured.err
     small = load_feature_file(out / "small.npz")
-    resnet = load_feature_file(out / "test_resnet.npz")
+    resnet = load_feature_file(out / "test_resnet.none.npz")
     assert small.features.shape == (6, 5) and small.source_logits.shape == (6, 4)
     assert resnet.features.shape == (6, 96) and resnet.source_logits.shape == (6, 1000)
     np.testing.assert_array_equal(small.labels, resnet.labels)
@@ -280,9 +281,9 @@ def test_cli_bad_input_exits_2(tmp_path, capsys):
          "unknown weights 'NOPE'"),
         (["--models", "mystery:net", "--data", f"imagefolder:{folder}"],
          "accepted kinds: torchvision:, timm:"),
-        (["--models", "torchvision:resnet18", "--data", f"imagefolder:{tmp_path / 'none'}"],
+        (["--models", "torchvision:resnet18:none", "--data", f"imagefolder:{tmp_path / 'none'}"],
          "no such directory"),
-        (["--models", "torchvision:resnet18",
+        (["--models", "torchvision:resnet18:none",
           "--data", f"imagefolder:{make_folder(tmp_path / 'one', {'a': 2})}"],
          "1 class(es)"),
     ]

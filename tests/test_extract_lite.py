@@ -42,6 +42,9 @@ def test_lite0_is_the_published_network_with_its_weights(lite0):
     assert lite0.name == "efficientnet-lite0" and lite0.source_accuracy == 75.1
     assert not lite0.random_init
     assert lite0.units() == [f"_blocks.{i}" for i in range(16)]
+    # PyTorch's BatchNorm momentum, not the port's 0.01 (see nctk.extract.lite.BN_MOMENTUM)
+    assert {m.momentum for m in module.modules()
+            if isinstance(m, torch.nn.BatchNorm2d)} == {0.1}
     out = lite0.forward(torch.zeros(2, 3, 224, 224), ["_blocks.0", "_blocks.15"])
     assert out["features"].shape == (2, 1280) and out["logits"].shape == (2, 1000)
     assert out["layers"]["_blocks.0"].shape == (2, 16)

@@ -31,10 +31,10 @@ class TinyNet(nn.Module):
 
 
 def test_torchvision_resnet_matches_a_manual_forward():
-    adapter = load_model("torchvision:resnet18", image_size=32)
+    adapter = load_model("torchvision:resnet18:none", image_size=32)
     m = adapter.module.eval()
     assert adapter.units() == ["layer1", "layer2", "layer3", "layer4"]
-    assert adapter.name == "resnet18"
+    assert adapter.name == "resnet18.none" and adapter.random_init
     x = torch.randn(2, 3, 32, 32)
     with torch.inference_mode():
         out = adapter.forward(x, ["layer1", "layer4"])
@@ -82,7 +82,7 @@ def test_unknown_spec_lists_accepted_kinds():
 
 def test_timm_vit_uses_pre_logits_and_class_token():
     pytest.importorskip("timm")
-    adapter = load_model("timm:test_vit", image_size=32)  # timm's tiny test ViT
+    adapter = load_model("timm:test_vit:none", image_size=32)  # timm's tiny test ViT
     m = adapter.module.eval()
     assert adapter.units()[:2] == ["blocks.0", "blocks.1"]
     assert adapter.transform(_pil(50)).shape == (3, 32, 32)
@@ -118,7 +118,7 @@ def test_timm_errors(monkeypatch):
 
 def test_timm_cnn_uses_its_feature_info_stages():
     pytest.importorskip("timm")
-    adapter = load_model("timm:test_resnet", image_size=32)
+    adapter = load_model("timm:test_resnet:none", image_size=32)
     m = adapter.module.eval()
     assert adapter.units()[-2:] == ["layer3", "layer4"]
     x = torch.randn(2, 3, 32, 32)

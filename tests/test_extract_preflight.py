@@ -32,9 +32,9 @@ def small_data():
 
 
 def test_split_name_recognises_only_a_file_safe_name_before_the_equals_sign():
-    assert split_name("tv=torchvision:resnet18") == ("tv", "torchvision:resnet18")
+    assert split_name("tv=torchvision:resnet18:none") == ("tv", "torchvision:resnet18:none")
     assert split_name("a.b-c+1=demo:mlp") == ("a.b-c+1", "demo:mlp")
-    assert split_name("torchvision:resnet18") == (None, "torchvision:resnet18")
+    assert split_name("torchvision:resnet18:none") == (None, "torchvision:resnet18:none")
     assert split_name("/ckpt/a=b.pt") == (None, "/ckpt/a=b.pt")  # a path, not a name
     assert split_name("hf:org/x=y") == (None, "hf:org/x=y")
 
@@ -71,17 +71,17 @@ def test_random_initialisation_is_seeded_and_leaves_the_callers_rng_alone():
     torch.manual_seed(123)
     expected_next = torch.rand(3)
     torch.manual_seed(123)
-    first = load_model("torchvision:resnet18").module.state_dict()
+    first = load_model("torchvision:resnet18:none").module.state_dict()
     torch.testing.assert_close(torch.rand(3), expected_next)  # caller's stream unchanged
-    second = load_model("torchvision:resnet18").module.state_dict()
+    second = load_model("torchvision:resnet18:none").module.state_dict()
     assert all(torch.equal(first[k], second[k]) for k in first)
-    vit_a = load_model("timm:vit_tiny_patch16_224", image_size=32).module.state_dict()
-    vit_b = load_model("timm:vit_tiny_patch16_224", image_size=32).module.state_dict()
+    vit_a = load_model("timm:vit_tiny_patch16_224:none", image_size=32).module.state_dict()
+    vit_b = load_model("timm:vit_tiny_patch16_224:none", image_size=32).module.state_dict()
     assert all(torch.equal(vit_a[k], vit_b[k]) for k in vit_a)
 
 
 def test_layers_are_returned_in_module_order_whatever_the_order_asked():
-    adapter = load_model("torchvision:resnet18")
+    adapter = load_model("torchvision:resnet18:none")
     assert adapter.resolve_layers("layer3,layer1,layer2.0") == ["layer1", "layer2.0", "layer3"]
 
 
@@ -176,14 +176,14 @@ def test_finetune_trains_a_demo_model_on_its_declared_blocks(tmp_path, capsys):
 
 def test_two_identical_extract_runs_write_identical_files_and_the_second_hits_the_cache(
         tmp_path, monkeypatch, capsys):
-    argv = ["extract", "--models", "torchvision:resnet18", "--data", DATA, "--per-class", "2",
-            "--image-size", "32", "--cache-dir", str(tmp_path / "cache"), "--no-progress"]
+    argv = ["extract", "--models", "torchvision:resnet18:none", "--data", DATA, "--per-class",
+            "2", "--image-size", "32", "--cache-dir", str(tmp_path / "cache"), "--no-progress"]
     assert main([*argv, "--out", str(tmp_path / "a")]) == 0
     _no_extraction(monkeypatch)  # the second run must read the cache
     assert main([*argv, "--out", str(tmp_path / "b")]) == 0
-    first = (tmp_path / "a" / "resnet18.npz").read_bytes()
-    assert first == (tmp_path / "b" / "resnet18.npz").read_bytes()
+    first = (tmp_path / "a" / "resnet18.none.npz").read_bytes()
+    assert first == (tmp_path / "b" / "resnet18.none.npz").read_bytes()
     assert len(list((tmp_path / "cache").glob("*.npz"))) == 1
-    with np.load(tmp_path / "a" / "resnet18.npz") as arrays:
+    with np.load(tmp_path / "a" / "resnet18.none.npz") as arrays:
         assert arrays["features"].shape == (10, 512)
     capsys.readouterr()

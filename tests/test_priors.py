@@ -48,7 +48,7 @@ def test_torchvision_spec_records_the_top1(monkeypatch):
     state = tvm.resnet18().state_dict()  # stands in for the download (no network here)
     monkeypatch.setattr(tvm._api, "load_state_dict_from_url", lambda *a, **k: state)
     assert load_model("torchvision:resnet18:IMAGENET1K_V1").source_accuracy == 69.758
-    assert load_model("torchvision:resnet18").source_accuracy is None  # random weights
+    assert load_model("torchvision:resnet18:none").source_accuracy is None  # random weights
 
 
 class Tiny(nn.Module):

@@ -27,3 +27,85 @@ def test_a_malformed_flag_is_bad_input(value):
     arrays = {"features": np.zeros((2, 2)), "labels": np.array([0, 1]), RANDOM_INIT: value}
     with pytest.raises(InputError, match="array 'random_init': expected one boolean"):
         feature_file_from_arrays("m", arrays)
+
+
+def test_a_bare_torchvision_name_means_the_pretrained_default(monkeypatch):
+    import urllib.error
+
+    import torch
+
+    from nctk.extract import load_model
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("Name or service not known")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    with pytest.raises(InputError) as caught:
+        load_model("torchvision:resnet18")
+    message = str(caught.value)
+    assert "weights 'DEFAULT' for torchvision:resnet18 are not cached locally" in message
+    assert message.endswith("torchvision:resnet18:none gives randomly initialised weights)")
+    random = load_model("torchvision:resnet18:none", image_size=32)
+    assert random.random_init and random.name == "resnet18.none"
+    assert random.source_accuracy is None and random.identity is None
+
+
+def test_a_bare_timm_name_means_pretrained(monkeypatch):
+    timm = pytest.importorskip("timm")
+    from nctk.extract import load_model
+
+    real = timm.create_model
+    asked = []
+
+    def offline(name, pretrained=False, **kwargs):
+        asked.append(pretrained)
+        if pretrained:
+            raise OSError("cannot find the requested files in the local cache")
+        return real(name, pretrained=False, **kwargs)
+
+    monkeypatch.setattr(timm, "create_model", offline)
+    with pytest.raises(InputError, match=r"timm:test_resnet are not cached locally.*"
+                                         r"timm:test_resnet:none gives randomly initialised"):
+        load_model("timm:test_resnet")
+    random = load_model("timm:test_resnet:none", image_size=32)
+    assert asked[0] and not any(asked[1:])  # pre-trained asked for only without :none
+    assert random.random_init and random.name == "test_resnet.none"
+
+
+def test_extraction_records_the_random_initialisation(tmp_path):
+    from nctk.cli import main
+
+    out = tmp_path / "f"
+    assert main(["extract", "--models", "torchvision:resnet18:none,demo:cnn_small", "--data",
+                 "demo:target", "--per-class", "2", "--image-size", "32", "--no-cache",
+                 "--no-progress", "--out", str(out)]) == 0
+    assert load_feature_file(out / "resnet18.none.npz").random_init
+    assert not load_feature_file(out / "cnn_small.npz").random_init
+
+
+def test_rank_flags_a_random_model_in_the_terminal_the_json_and_the_report(tmp_path, capsys):
+    import json
+
+    from nctk.cli import main
+
+    rng = np.random.default_rng(1)
+    labels = np.repeat(np.arange(3), 10)
+    trained = rng.normal(size=(30, 4)) + labels[:, None]
+    save_feature_file(tmp_path / "trained.npz", trained, labels)
+    save_feature_file(tmp_path / "resnet18.none.npz", rng.normal(size=(30, 4)), labels,
+                      random_init=True)
+    code = main(["rank", str(tmp_path / "trained.npz"), str(tmp_path / "resnet18.none.npz"),
+                 "--method", "ncti", "--json", str(tmp_path / "out.json"),
+                 "--report", str(tmp_path / "report.html")])
+    assert code == 0
+    err = capsys.readouterr().err
+    assert "randomly initialised weights (a ':none' spec), not pre-trained: resnet18.none" in err
+    document = json.loads((tmp_path / "out.json").read_text())
+    assert document["random_init"] == ["resnet18.none"]
+    assert any("resnet18.none" in note for note in document["guidance"]["notes"])
+    assert "not pre-trained: resnet18.none" in (tmp_path / "report.html").read_text()
+    save_feature_file(tmp_path / "other.npz", trained[::-1].copy(), labels)
+    assert main(["rank", str(tmp_path / "trained.npz"), str(tmp_path / "other.npz"),
+                 "--method", "ncti", "--json", str(tmp_path / "plain.json")]) == 0
+    assert "random_init" not in json.loads((tmp_path / "plain.json").read_text())
+    assert "randomly initialised" not in capsys.readouterr().err

@@ -61,7 +61,7 @@ def test_malicious_pickle_never_runs_without_the_flag(files, capsys, command, ev
     data = f"npz:{tmp / 'd.npz'}"
     argv = {"extract": ["extract", "--models", spec, "--data", data, "--out", tmp / "o",
                         "--no-cache"],
-            "rank": ["rank", "--models", f"{spec},timm:test_resnet", "--data", data,
+            "rank": ["rank", "--models", f"{spec},timm:test_resnet:none", "--data", data,
                      "--no-cache"],
             "finetune": ["finetune", "--model", spec, "--data", data, "--method", "lp",
                          "--out", tmp / "o"]}[command]
@@ -116,7 +116,7 @@ def test_a_bare_file_name_is_not_a_checkpoint(tmp_path, capsys, monkeypatch):
         adapter = load_model("file:mymodel", trust_checkpoint=True)
     assert adapter.name == "mymodel"
     assert checkpoint_path("mymodel") is None and checkpoint_path("a/b.CKPT") == "a/b.CKPT"
-    assert checkpoint_path("timm:resnet18") is None
+    assert checkpoint_path("timm:resnet18:none") is None
     assert model_paths("torchvision:resnet18@w/x.pt")[0].as_posix() == "w/x.pt"
 
 

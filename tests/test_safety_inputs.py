@@ -58,7 +58,7 @@ def test_a_decompression_bomb_is_a_bad_image(tmp_path, capsys):
     folder = image_folder(tmp_path / "images")
     png_bomb(folder / "a" / "zz.png")
     assert (folder / "a" / "zz.png").stat().st_size < 2000
-    common = ["extract", "--models", "timm:test_resnet", "--data", f"imagefolder:{folder}",
+    common = ["extract", "--models", "timm:test_resnet:none", "--data", f"imagefolder:{folder}",
               "--no-cache", "--no-progress", "--image-size", "32", "--workers", "0"]
     assert main([*common, "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
@@ -67,7 +67,7 @@ def test_a_decompression_bomb_is_a_bad_image(tmp_path, capsys):
     assert main([*common, "--out", str(tmp_path / "o"), "--skip-bad-images"]) == 0
     err = capsys.readouterr().err
     assert "skipped 1 unreadable image(s)" in err
-    with np.load(tmp_path / "o" / "test_resnet.npz") as saved:
+    with np.load(tmp_path / "o" / "test_resnet.none.npz") as saved:
         assert saved["features"].shape[0] == 6
 
 

@@ -145,7 +145,7 @@ def test_extract_out_or_cache_inside_the_image_folder(capsys, tmp_path):
     (images / "cat" / "0.png").write_bytes(b"png")
     for extra in (["--out", images / "features", "--no-cache"],
                   ["--out", tmp_path / "features", "--cache-dir", images / "cache"]):
-        _refused(capsys, ["extract", "--models", "timm:test_resnet",
+        _refused(capsys, ["extract", "--models", "timm:test_resnet:none",
                           "--data", f"imagefolder:{images}", *extra],
                  [images / "cat" / "0.png"], "lies inside the input folder")
     assert sorted(p.name for p in images.iterdir()) == ["cat"]

@@ -67,6 +67,8 @@ class RankingOutcome:
         advice: the line saying which method is recommended and why.
         provenance: the :func:`nctk.provenance.provenance` record.
         failed: model spec -> the one-line error of each model that failed.
+        random_init: the models whose weights are a random initialisation (``:none``
+            specs), flagged in the notes and the JSON.
         extra: further top-level JSON keys, added by the caller.
         sections: further report sections, added by the caller.
     """
@@ -83,6 +85,7 @@ class RankingOutcome:
     advice: str
     provenance: dict[str, Any]
     failed: dict[str, str] = field(default_factory=dict)
+    random_init: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
     sections: list[ReportSection] = field(default_factory=list)
 
@@ -104,7 +107,8 @@ class RankingOutcome:
 
     def to_json(self) -> dict[str, Any]:
         """The JSON document: ``methods`` and, with a ground truth, ``evaluation`` (the
-        contract), ``prior``, ``failed``, ``provenance``, ``guidance`` and the added keys."""
+        contract), ``prior``, ``failed``, ``random_init``, ``provenance``, ``guidance`` and
+        the added keys."""
         data: dict[str, Any] = {"methods": {n: r.to_json() for n, r in self.results.items()}}
         if self.evaluation is not None:
             data["evaluation"] = {name: dict(ev) for name, ev in self.evaluation.items()}
@@ -114,6 +118,8 @@ class RankingOutcome:
                 data["prior"]["evaluation"] = dict(self.prior_evaluation)
         if self.failed:
             data["failed"] = dict(self.failed)
+        if self.random_init:
+            data["random_init"] = list(self.random_init)
         data["provenance"] = self.provenance
         data["guidance"] = {"recommended": self.advice,
                             "flags": {m: f.to_json() for m, f in self.flags.items()},
@@ -136,7 +142,8 @@ class RankingOutcome:
 
 
 #: The top-level keys of the JSON contract and of nctk's own additions.
-CONTRACT_KEYS = ("methods", "evaluation", "prior", "failed", "provenance", "guidance")
+CONTRACT_KEYS = ("methods", "evaluation", "prior", "failed", "random_init", "provenance",
+                 "guidance")
 
 
 def method_options(method: str | Method, *, seed: int | None = None,
@@ -158,7 +165,8 @@ def conclude(results: Mapping[str, Any], *, labels: Any,
              prior: Prior | None = None, ground_truth: Any = None,
              notes: Sequence[str] = (), source: Mapping[str, Any] | None = None,
              seed: int | None = None, argv: Sequence[str] | None = None,
-             failed: Mapping[str, str] | None = None) -> RankingOutcome:
+             failed: Mapping[str, str] | None = None,
+             random_init: Sequence[str] = ()) -> RankingOutcome:
     """The :class:`RankingOutcome` of a scored pool.
 
     Args:
@@ -172,6 +180,7 @@ def conclude(results: Mapping[str, Any], *, labels: Any,
             spec), ``feature_files``, ``models`` (name -> spec), ``per_class_draw``.
         seed, argv: the run's seed and command line, for the provenance.
         failed: model spec -> error of each model that failed.
+        random_init: the models whose weights are a random initialisation (flagged).
     """
     from nctk.provenance import provenance
 
@@ -197,8 +206,9 @@ def conclude(results: Mapping[str, Any], *, labels: Any,
         prior=prior, prior_evaluation=(evaluate(prior.values, truth)
                                        if prior is not None and truth is not None else None),
         flags=flags, advice=recommendation(results), provenance=record,
-        notes=[*notes, *member_notes(results, prior), *flag_notes(flags),
-               *evaluation_notes(results, truth)], failed=dict(failed or {}))
+        notes=[*random_init_notes(random_init), *notes, *member_notes(results, prior),
+               *flag_notes(flags), *evaluation_notes(results, truth)],
+        failed=dict(failed or {}), random_init=list(random_init))
 
 
 def _ground_truth(ground_truth: Any, models: Sequence[str]) -> dict[str, float] | None:
@@ -247,6 +257,7 @@ def rank_feature_files(pool: Sequence[FeatureFile], methods: Sequence[Method], *
     notes += shape_notes({f.name: f.features.shape for f in pool})
     return conclude(results, labels=pool[0].labels, options=given, prior=prior,
                     ground_truth=ground_truth, notes=notes, seed=seed, argv=argv,
+                    random_init=[f.name for f in pool if f.random_init],
                     source=source or {"feature_files": [f.path or f.name for f in pool]})
 
 
@@ -300,7 +311,8 @@ def rank_model_specs(models: Sequence[str], dataset: Any, methods: Sequence[Meth
     return conclude(run.results, labels=dataset.label_values(), options=given, prior=prior,
                     ground_truth=ground_truth if run.results else None, notes=notes,
                     source=source, seed=seed, argv=argv,
-                    failed={r.spec: r.error for r in run.failures})
+                    failed={r.spec: r.error for r in run.failures},
+                    random_init=[r.name for r in run.records if r.random_init])
 
 
 def _combine_with_prior(run: Any, prior: Prior) -> None:
@@ -334,6 +346,14 @@ def drop_unrunnable(methods: Sequence[Method], pool: Sequence[FeatureFile],
     notes = [f"skipped {', '.join(skipped)}: some feature files have no source_logits"
              ] if skipped else []
     return kept, notes
+
+
+def random_init_notes(models: Sequence[str]) -> list[str]:
+    """A note naming the models whose weights are a random initialisation, when any."""
+    if not models:
+        return []
+    return [f"randomly initialised weights (a ':none' spec), not pre-trained: "
+            f"{', '.join(models)}; ranked like the others, these scores rate random features"]
 
 
 def subsample_notes(methods: Sequence[Method], samples: int, seed: int) -> list[str]:

@@ -484,8 +484,10 @@ def model_paths(spec: str | nn.Module) -> list[Path]:
 
 def _not_cached(what: str, spec: str, exc: BaseException) -> InputError:
     detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    detail = detail if len(detail) <= 160 else detail[:157] + "..."
     return InputError(f"{what} for {spec} are not cached locally and cannot be downloaded: "
-                      f"{detail} (see docs/extraction.md, 'Pretrained weights')")
+                      f"{detail} (see docs/extraction.md, 'Pretrained weights'; {spec}:none "
+                      "gives randomly initialised weights)")
 
 
 def torchvision_model(request: ModelRequest) -> ModelAdapter:
@@ -510,7 +512,8 @@ def torchvision_model(request: ModelRequest) -> ModelAdapter:
                             transform=imagenet_transform(image_size), head=find_head(module),
                             identity=f"torchvision:{arch}@{file_identity(state_file)}")
     weights = None
-    if weights_name and weights_name.lower() != "none":
+    weights_name = weights_name or "DEFAULT"  # a bare name means the pre-trained default
+    if weights_name.lower() != "none":
         enum = tvm.get_model_weights(arch)
         try:
             weights = enum[weights_name]
@@ -529,12 +532,12 @@ def torchvision_model(request: ModelRequest) -> ModelAdapter:
                                        resize_size=round(image_size * 256 / 224))
     else:
         transform = weights.transforms()
-    # random weights differ at every load: those are identified by a parameter hash
+    # random weights are identified by a parameter hash
     identity = f"torchvision:{arch}:{weights.name}" if weights is not None else None
-    default_name = arch if weights is None else f"{arch}.{weights.name}"
+    default_name = f"{arch}.none" if weights is None else f"{arch}.{weights.name}"
     return ModelAdapter(module, name=name or default_name, transform=transform,
                         head=find_head(module), identity=identity,
-                        source_accuracy=imagenet_top1(weights))
+                        source_accuracy=imagenet_top1(weights), random_init=weights is None)
 
 
 def imagenet_top1(weights: Any) -> float | None:
@@ -559,7 +562,7 @@ def timm_model(request: ModelRequest) -> ModelAdapter:
         raise InputError(f"unknown weights '{flag}' for timm:{arch}; accepted: pretrained, "
                          "none (choose a pretrained tag in the name, e.g. "
                          "timm:vit_small_patch16_224.augreg_in21k:pretrained)")
-    pretrained = flag.lower() == "pretrained"
+    pretrained = flag.lower() != "none"  # a bare name means the pre-trained weights
     if not timm.is_model(arch):
         raise InputError(f"unknown timm model '{arch}' in {spec!r} (all: "
                             "timm.list_models())")
@@ -578,14 +581,15 @@ def timm_model(request: ModelRequest) -> ModelAdapter:
         config["input_size"] = (3, image_size, image_size)
     transform = timm.data.create_transform(**config, is_training=False)
     identity = f"timm:{arch}:pretrained" if pretrained else None
-    default_name = arch
+    default_name = arch if pretrained else f"{arch}.none"
     if state_file is not None:
         identity = f"timm:{arch}@{file_identity(state_file)}"
         default_name = f"{arch}.{Path(state_file).stem}"
     units = [info["module"] for info in getattr(module, "feature_info", [])
              if isinstance(info, dict) and info.get("module")] or None
     return ModelAdapter(module, name=name or default_name, transform=transform,
-                        head=None, identity=identity, run=_timm_run, units=units)
+                        head=None, identity=identity, run=_timm_run, units=units,
+                        random_init=not pretrained and state_file is None)
 
 
 def _create_timm(arch: str, pretrained: bool, image_size: int | None, **kwargs: Any
