@@ -130,7 +130,16 @@ def section_probe(work: Path) -> dict:
             probe.fit(scaler.transform(a["features"]), a["labels"])
             accuracy[name] = float(probe.score(scaler.transform(b["features"]), b["labels"]))
         print(f"linear probe  {name:<26} test accuracy {100 * accuracy[name]:.1f} %")
+    _write_truth(work, "probe", accuracy)
     return accuracy
+
+
+def _write_truth(work: Path, kind: str, accuracy: dict[str, float]) -> None:
+    """``truth_<kind>.json`` (all six models) and ``truth_<kind>_pretrained.json`` (%)."""
+    (work / f"truth_{kind}.json").write_text(json.dumps({n: 100 * a for n, a in
+                                                         accuracy.items()}))
+    (work / f"truth_{kind}_pretrained.json").write_text(
+        json.dumps({n: 100 * accuracy[n] for n in VARIANTS}))
 
 
 def section_finetune(work: Path, seeds: list[int], epochs: int) -> dict:
@@ -149,23 +158,25 @@ def section_finetune(work: Path, seeds: list[int], epochs: int) -> dict:
                                               "seconds": seconds})
             print(f"full FT  {name:<26} seed {seed}: test accuracy {100 * accuracy:.1f} % "
                   f"in {seconds:.0f} s")
-    truth = {n: float(np.mean([r["test_accuracy"] for r in v])) for n, v in runs.items()}
-    (work / "ground_truth.json").write_text(json.dumps({n: 100 * a for n, a in truth.items()}))
-    (work / "ground_truth_pretrained.json").write_text(
-        json.dumps({n: 100 * truth[n] for n in VARIANTS}))
+    _write_truth(work, "finetune", {n: float(np.mean([r["test_accuracy"] for r in v]))
+                                    for n, v in runs.items()})
     return runs
 
 
 def section_rank(work: Path) -> dict:
-    pretrained = [f"train/{n}.npz" for n in VARIANTS]
-    out, _, _ = nctk(["rank", *pretrained, "--method", "all", "--ground-truth",
-                      "ground_truth_pretrained.json", "--json", "rank3.json"], work)
-    print(out)
-    out6, _, _ = nctk(["rank", *[f"train/{n}.npz" for n in names()], "--method", "all",
-                       "--ground-truth", "ground_truth.json", "--json", "rank6.json"], work)
-    print(out6)
-    return {"three": json.loads((work / "rank3.json").read_text()),
-            "six": json.loads((work / "rank6.json").read_text())}
+    """``rank --method all`` of the three pre-trained models and of all six, against the
+    linear-probe and the fine-tuned accuracy (the ImageNet prior beside the former)."""
+    documents = {}
+    for kind in ("probe", "finetune"):
+        for pool, models in (("pretrained", list(VARIANTS)), ("all", names())):
+            suffix = "_pretrained" if pool == "pretrained" else ""
+            output = f"rank_{pool}_{kind}.json"
+            out, _, _ = nctk(["rank", *[f"train/{n}.npz" for n in models], "--method", "all",
+                              "--ground-truth", f"truth_{kind}{suffix}.json",
+                              "--json", output], work)
+            print(out)
+            documents[f"{pool}/{kind}"] = json.loads((work / output).read_text())
+    return documents
 
 
 def section_throughput(work: Path, images: int) -> dict:
