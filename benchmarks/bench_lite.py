@@ -13,11 +13,12 @@ Sections (each prints its figures, the command it ran and the load average):
 2. ``collapse``: the layer-wise NC1 and CDNV of each model (``nctk collapse --json``).
 3. ``probe``: linear-probe test accuracy on the penultimate features (scikit-learn
    logistic regression, the ``nctk collapse --probe`` settings).
-4. ``finetune``: full fine-tuning test accuracy (``nctk finetune --method full``), one run per
-   seed, with its time; the mean over seeds is the ground truth.
-5. ``rank``: ``nctk rank --method all`` on the three pre-trained models against that ground
-   truth, with the ImageNet top-1 prior beside it, and on the pool of six (random ones
-   included).
+4. ``finetune``: full fine-tuning test accuracy (``nctk finetune --method full``) of the
+   pre-trained models, one run per seed, with its time (the random ones too with
+   ``--finetune-random``); the mean over seeds is a ground truth.
+5. ``rank``: ``nctk rank --method all`` on the three pre-trained models against the
+   linear-probe and the fine-tuned accuracy, with the ImageNet top-1 prior beside them, and
+   on the pool of six (random ones included) against the linear-probe accuracy.
 6. ``throughput``: the engine's extraction of lite0 at 224 against the plain forward pass.
 7. ``scl``: ``nctk finetune --method scl`` on an MBConv unit of lite0: the printed estimate
    against the measured time.
@@ -113,8 +114,8 @@ def section_collapse(work: Path) -> dict:
     return profiles
 
 
-def names() -> list[str]:
-    return [*VARIANTS, *(f"{v}.none" for v in VARIANTS)]
+def names(random: bool = True) -> list[str]:
+    return [*VARIANTS, *(f"{v}.none" for v in VARIANTS)] if random else list(VARIANTS)
 
 
 def section_probe(work: Path) -> dict:
@@ -136,17 +137,26 @@ def section_probe(work: Path) -> dict:
 
 def _write_truth(work: Path, kind: str, accuracy: dict[str, float]) -> None:
     """``truth_<kind>.json`` (all six models) and ``truth_<kind>_pretrained.json`` (%)."""
-    (work / f"truth_{kind}.json").write_text(json.dumps({n: 100 * a for n, a in
-                                                         accuracy.items()}))
+    if len(accuracy) > len(VARIANTS):
+        (work / f"truth_{kind}.json").write_text(json.dumps({n: 100 * a for n, a in
+                                                             accuracy.items()}))
     (work / f"truth_{kind}_pretrained.json").write_text(
         json.dumps({n: 100 * accuracy[n] for n in VARIANTS}))
 
 
-def section_finetune(work: Path, seeds: list[int], epochs: int) -> dict:
+def section_finetune(work: Path, seeds: list[int], epochs: int, random: bool) -> dict:
+    """Full fine-tuning of each pre-trained model per seed (and of each random one with the
+    first seed when ``random``); a run whose result exists is read back, not run again."""
     runs = {}
-    for spec, name in zip(specs(), names(), strict=True):
+    for spec, name in zip(specs(random), names(random), strict=True):
         for seed in seeds if not spec.endswith(":none") else seeds[:1]:
             out = f"ft/{name}.s{seed}"
+            if (work / out / "result.json").is_file():
+                result = json.loads((work / out / "result.json").read_text())
+                runs.setdefault(name, []).append({
+                    "seed": seed, "test_accuracy": result["results"][0]["test_accuracy"],
+                    "seconds": result["seconds"]})
+                continue
             _, _, seconds = nctk(["finetune", "--model", spec, "--data", "npz:train.npz",
                                     "--test-data", "npz:test.npz", "--method", "full",
                                     "--epochs", str(epochs), "--batch-size", "10", "--lr",
@@ -158,6 +168,10 @@ def section_finetune(work: Path, seeds: list[int], epochs: int) -> dict:
                                               "seconds": seconds})
             print(f"full FT  {name:<26} seed {seed}: test accuracy {100 * accuracy:.1f} % "
                   f"in {seconds:.0f} s")
+    for name, done in runs.items():
+        print(f"full FT  {name:<26} " + ", ".join(
+            f"seed {r['seed']}: {100 * r['test_accuracy']:.0f} % in {r['seconds']:.0f} s"
+            for r in done))
     _write_truth(work, "finetune", {n: float(np.mean([r["test_accuracy"] for r in v]))
                                     for n, v in runs.items()})
     return runs
@@ -170,6 +184,8 @@ def section_rank(work: Path) -> dict:
     for kind in ("probe", "finetune"):
         for pool, models in (("pretrained", list(VARIANTS)), ("all", names())):
             suffix = "_pretrained" if pool == "pretrained" else ""
+            if not (work / f"truth_{kind}{suffix}.json").is_file():
+                continue  # the random models were not fine-tuned
             output = f"rank_{pool}_{kind}.json"
             out, _, _ = nctk(["rank", *[f"train/{n}.npz" for n in models], "--method", "all",
                               "--ground-truth", f"truth_{kind}{suffix}.json",
@@ -239,6 +255,8 @@ def main() -> None:
     parser.add_argument("--test", type=int, default=20, help="test images per class")
     parser.add_argument("--seeds", default="0,1")
     parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--finetune-random", action="store_true",
+                        help="also fine-tune the random initialisations (first seed)")
     parser.add_argument("--throughput-images", type=int, default=50)
     parser.add_argument("--sections", default="extract,collapse,probe,finetune,rank,"
                                                "throughput,scl")
@@ -254,7 +272,8 @@ def main() -> None:
     steps = [("extract", lambda: section_extract(args.work)),
              ("collapse", lambda: section_collapse(args.work)),
              ("probe", lambda: section_probe(args.work)),
-             ("finetune", lambda: section_finetune(args.work, seeds, args.epochs)),
+             ("finetune", lambda: section_finetune(args.work, seeds, args.epochs,
+                                                   args.finetune_random)),
              ("rank", lambda: section_rank(args.work)),
              ("throughput", lambda: section_throughput(args.work, args.throughput_images)),
              ("scl", lambda: section_scl(args.work, max(1, args.epochs - 1)))]
