@@ -117,9 +117,11 @@ def build_architecture(spec: str, arch: str, image_size: int | None) -> nn.Modul
     with momentum :data:`BN_MOMENTUM`."""
     chosen = variant(spec, arch)
     port = _import_extra(spec, ARCHITECTURE_PACKAGE, ARCHITECTURE_PACKAGE.replace("_", "-"))
-    # the port's parameter is TensorFlow's decay: PyTorch's momentum is 1 - decay
-    return port.EfficientNet.from_name(arch, image_size=image_size or chosen.image_size,
-                                       batch_norm_momentum=1 - BN_MOMENTUM)
+    module = port.EfficientNet.from_name(arch, image_size=image_size or chosen.image_size)
+    for layer in module.modules():
+        if isinstance(layer, nn.BatchNorm2d):
+            layer.momentum = BN_MOMENTUM
+    return module
 
 
 def lite_model(request: ModelRequest) -> ModelAdapter:
