@@ -26,7 +26,8 @@ from nctk.io import load_ground_truth
 
 RECORDED_SOURCE = ("source_accuracy recorded in the feature files (each model's accuracy on "
                    "its source task: for torchvision weights the ImageNet-1K acc@1 of their "
-                   "metadata, for demo models their source test accuracy)")
+                   "metadata, for lite: models the published top-1 of their checkpoints, for "
+                   "demo models their source test accuracy)")
 
 
 class Scored(Protocol):

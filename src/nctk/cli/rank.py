@@ -32,7 +32,7 @@ from nctk import workflow
 from nctk.cli import COMMANDS
 from nctk.cli import _types as types
 from nctk.cli._executor import add_executor_arguments, make_executor, report_failures
-from nctk.cli._parts import add_parts_arguments, parts_from_args
+from nctk.cli._parts import add_parts_arguments
 from nctk.cli._table import fmt_number, format_table
 from nctk.errors import InputError
 from nctk.evaluation import STATISTICS, by_weighted_tau
