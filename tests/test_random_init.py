@@ -109,3 +109,20 @@ def test_rank_flags_a_random_model_in_the_terminal_the_json_and_the_report(tmp_p
                  "--method", "ncti", "--json", str(tmp_path / "plain.json")]) == 0
     assert "random_init" not in json.loads((tmp_path / "plain.json").read_text())
     assert "randomly initialised" not in capsys.readouterr().err
+
+
+def test_collapse_flags_a_random_model_too(tmp_path, capsys):
+    import json
+
+    from nctk.cli import main
+
+    rng = np.random.default_rng(2)
+    labels = np.repeat(np.arange(3), 10)
+    save_feature_file(tmp_path / "trained.npz", rng.normal(size=(30, 4)) + labels[:, None],
+                      labels)
+    save_feature_file(tmp_path / "lite0.none.npz", rng.normal(size=(30, 4)), labels,
+                      random_init=True)
+    assert main(["collapse", str(tmp_path / "trained.npz"), str(tmp_path / "lite0.none.npz"),
+                 "--json", str(tmp_path / "nc.json")]) == 0
+    assert "not pre-trained: lite0.none" in capsys.readouterr().err
+    assert json.loads((tmp_path / "nc.json").read_text())["random_init"] == ["lite0.none"]

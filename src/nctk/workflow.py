@@ -353,7 +353,7 @@ def random_init_notes(models: Sequence[str]) -> list[str]:
     if not models:
         return []
     return [f"randomly initialised weights (a ':none' spec), not pre-trained: "
-            f"{', '.join(models)}; ranked like the others, these scores rate random features"]
+            f"{', '.join(models)}; their figures describe random features"]
 
 
 def subsample_notes(methods: Sequence[Method], samples: int, seed: int) -> list[str]:

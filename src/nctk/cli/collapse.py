@@ -143,7 +143,8 @@ def run(args: argparse.Namespace) -> int:
             profiles[name][layer]["probe_accuracy"] = values["probe_accuracy"]
     return report(args, profiles, probes,
                   nc1_vs_transfer(pool, truth, profiles=profiles) if truth is not None
-                  else None, provenance_record(args, pool, extracting))
+                  else None, provenance_record(args, pool, extracting),
+                  random_init=[f.name for f in pool if f.random_init])
 
 
 def check_arguments(args: argparse.Namespace, extracting: bool) -> None:
@@ -208,9 +209,12 @@ def extract_models(args: argparse.Namespace) -> list[FeatureFile]:
 
 def report(args: argparse.Namespace, profiles: dict[str, dict[str, dict[str, float]]],
            probes: dict[str, Any], result: dict[str, Any] | None,
-           origin: dict[str, Any] | None = None) -> int:
+           origin: dict[str, Any] | None = None, random_init: list[str] | None = None) -> int:
     """Print the tables (``result``: NC1 against the ground truth); write ``--json`` (with
-    the ``provenance`` record ``origin`` beside the contract's keys) and ``--plot``."""
+    the ``provenance`` record ``origin`` beside the contract's keys, and ``random_init``
+    naming the randomly initialised models, flagged in the notes too) and ``--plot``."""
+    from nctk.workflow import random_init_notes
+
     if result is not None:
         print_pool(profiles, result)
         output: dict[str, Any] = {"models": {m: {"layers": p} for m, p in profiles.items()},
@@ -229,12 +233,14 @@ def report(args: argparse.Namespace, profiles: dict[str, dict[str, dict[str, flo
                 output["nc1_vs_probe"] = {m: p["correlation"] for m, p in probes.items()}
     if origin is not None:
         output["provenance"] = origin
+    if random_init:
+        output["random_init"] = list(random_init)
     written = []
     if args.json:
         written.append(write_json(args.json, output))
     if args.plot:
         written.append(save_plot(args.plot, profiles, probes, result))
-    print_notes((), written, flags=args.flags)
+    print_notes(random_init_notes(random_init or ()), written, flags=args.flags)
     return 0
 
 
