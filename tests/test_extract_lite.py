@@ -10,7 +10,9 @@ import importlib
 
 import numpy as np
 import pytest
-import torch
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("torchvision")  # the lite: loader and its preprocessing need it
 
 from nctk.errors import InputError
 from nctk.extract import load_dataset, load_model

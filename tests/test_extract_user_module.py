@@ -8,7 +8,9 @@ import textwrap
 
 import numpy as np
 import pytest
-import torch
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("torchvision")  # model loading and preprocessing need it
 
 from nctk.cli import main
 from nctk.errors import InputError

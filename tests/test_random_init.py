@@ -30,6 +30,7 @@ def test_a_malformed_flag_is_bad_input(value):
 
 
 def test_a_bare_torchvision_name_means_the_pretrained_default(monkeypatch):
+    pytest.importorskip("torchvision")
     import urllib.error
 
     import torch
@@ -51,6 +52,7 @@ def test_a_bare_torchvision_name_means_the_pretrained_default(monkeypatch):
 
 
 def test_a_bare_timm_name_means_pretrained(monkeypatch):
+    pytest.importorskip("torchvision")
     timm = pytest.importorskip("timm")
     from nctk.extract import load_model
 
@@ -73,6 +75,7 @@ def test_a_bare_timm_name_means_pretrained(monkeypatch):
 
 
 def test_extraction_records_the_random_initialisation(tmp_path):
+    pytest.importorskip("torchvision")
     from nctk.cli import main
 
     out = tmp_path / "f"
@@ -84,6 +87,7 @@ def test_extraction_records_the_random_initialisation(tmp_path):
 
 
 def test_rank_flags_a_random_model_in_the_terminal_the_json_and_the_report(tmp_path, capsys):
+    pytest.importorskip("torchvision")
     import json
 
     from nctk.cli import main
@@ -112,6 +116,7 @@ def test_rank_flags_a_random_model_in_the_terminal_the_json_and_the_report(tmp_p
 
 
 def test_collapse_flags_a_random_model_too(tmp_path, capsys):
+    pytest.importorskip("torchvision")
     import json
 
     from nctk.cli import main
