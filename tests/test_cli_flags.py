@@ -93,3 +93,15 @@ def test_the_advice_names_the_commands_own_option(tmp_path, capsys):
     assert "(not run here; run it too: --method recommended)" in capsys.readouterr().out
     assert option_flags(command_parser(build_parser(["demo"]), build_parser(["demo"])
                                        .parse_args(["demo"])))["method"] == "--methods"
+
+
+def test_output_folder_and_resume_name_the_library_parameter_or_the_option(tmp_path):
+    from nctk.finetune.train import TrainConfig, _check_call
+
+    with pytest.raises(InputError) as caught:
+        _check_call(TrainConfig(epochs=2), None, True, None)
+    assert str(caught.value) == ("parameter 'resume': needs an output directory "
+                                 "(out_dir=...) holding a checkpoint")
+    flags, prog = _flags("finetune", "--model", "m", "--data", "d", "--method", "lp")
+    assert error_line(caught.value, flags, prog) == (
+        "--resume: needs an output directory (--out) holding a checkpoint")

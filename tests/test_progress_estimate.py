@@ -141,6 +141,8 @@ def test_finetune_on_cpu_prints_its_estimate_before_training(tmp_path, capsys):
     captured = capsys.readouterr()
     assert "estimated time on this CPU: about" in captured.err
     assert "for 6 runs" in captured.err  # LP, Layer and SCL FT on 2 units, full FT
+    # the library says epochs=..., sweep_units=...; the command shows its own options
+    assert "fewer epochs (--epochs), fewer units (--sweep-units) or a GPU" in captured.err
     report = json.loads((out / "result.json").read_text())
     assert report["estimate"]["runs"] == 6 and report["estimate"]["seconds"] > 0
     assert set(report["estimate"]["step_seconds"]) == {"lp", "layer", "scl", "full"}

@@ -130,7 +130,7 @@ def command_parser(parser: argparse.ArgumentParser, args: argparse.Namespace
 
 
 #: Library parameters whose option has another name (parameter -> the option's ``dest``).
-PARAMETER_OPTIONS = {"address": "ray_address", "method": "methods"}
+PARAMETER_OPTIONS = {"address": "ray_address", "method": "methods", "out_dir": "out"}
 
 
 def option_flags(parser: argparse.ArgumentParser) -> dict[str, str]:

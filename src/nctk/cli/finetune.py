@@ -191,15 +191,17 @@ def _load(args: argparse.Namespace, config: Any) -> _Inputs:
     return _Inputs(model, train_data, test_data, unit_names, runs)
 
 
-def _estimate(inputs: _Inputs, config: Any) -> dict[str, Any]:
-    """Print the measured time estimate of the job (stderr); its figures for the report."""
+def _estimate(inputs: _Inputs, config: Any, flags: dict[str, str]) -> dict[str, Any]:
+    """Print the measured time estimate of the job (stderr; the parameters it names as
+    options, ``flags``); its figures for the report."""
+    from nctk.cli import in_flags
     from nctk.finetune.estimate import estimate_plan
 
     test = inputs.test_data
     guess = estimate_plan(inputs.model, inputs.train_data, inputs.runs, config,
                           unit_names=inputs.unit_names,
                           test_samples=len(test) if test is not None else 0)
-    print(f"nctk finetune: {guess.line()}", file=sys.stderr, flush=True)
+    print(f"nctk finetune: {in_flags(guess.line(), flags)}", file=sys.stderr, flush=True)
     return {"seconds": guess.seconds, "runs": guess.runs, "step_seconds": guess.step_seconds}
 
 
@@ -286,7 +288,7 @@ def run(args: argparse.Namespace) -> int:
     report: dict = {"model": args.model, "data": args.data, "test_data": args.test_data,
                     "config": dataclasses.asdict(config)}
     if resolve_device(config.device).type == "cpu" and not args.resume:  # a fresh job only
-        report["estimate"] = _estimate(inputs, config)
+        report["estimate"] = _estimate(inputs, config, args.flags)
     started = time.perf_counter()
     job = _run_sweep if args.sweep else _run_scarcity if args.scarcity else _run_single
     results, plot = job(args, inputs, config, out)

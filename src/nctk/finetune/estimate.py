@@ -70,8 +70,8 @@ class Estimate:
         steps = ", ".join(f"{METHOD_LABELS[m]} {t:.2g} s" for m, t in self.step_seconds.items())
         return (f"estimated time on this {device}: about {format_duration(self.seconds)} for "
                 f"{self.runs} run{'s' if self.runs != 1 else ''} (one training step of "
-                f"{self.batch_size} images, measured now: {steps}); --epochs, --sweep-units "
-                "or a GPU shorten it")
+                f"{self.batch_size} images, measured now: {steps}); fewer epochs (epochs=...), "
+                "fewer units (sweep_units=...) or a GPU shorten it")
 
 
 def format_duration(seconds: float) -> str:

@@ -253,8 +253,8 @@ def _check_call(config: TrainConfig, out_dir: str | Path | None, resume: bool,
                 stop_after: int | None) -> None:
     config.check()
     if resume and out_dir is None:
-        raise InputError("--resume needs an output directory holding a checkpoint",
-                         array="resume")
+        raise InputError("needs an output directory (out_dir=...) holding a checkpoint",
+                         parameter="resume")
     if stop_after is not None and not 1 <= stop_after <= config.epochs:
         raise InputError(f"stop_after must be an epoch in 1..{config.epochs} (the run's "
                          f"epochs), got {stop_after}", array="stop_after")

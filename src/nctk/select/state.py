@@ -51,13 +51,14 @@ class SelectState:
             plan, order, results, previous = (saved["plan"], saved["order"], saved["results"],
                                               saved["identity"])
         except Exception:  # any unreadable or foreign file is the user's input
-            raise InputError("is not a readable nctk select state; give another --out",
-                             file=str(path)) from None
+            raise InputError("is not a readable nctk select state; give another output "
+                             "folder (out_dir=...)", file=str(path)) from None
         diffs = [k for k in sorted(set(previous) | set(state.identity))
                  if previous.get(k) != state.identity.get(k)]
         if diffs:
             raise InputError(f"holds another selection (these differ: {', '.join(diffs)}); give "
-                             "another --out to start a new one", file=str(path))
+                             "another output folder (out_dir=...) to start a new one",
+                             file=str(path))
         state.plan, state.order, state.results = plan, order, results
         return state
 
@@ -65,7 +66,8 @@ class SelectState:
         """Fix the plan and the zero-training order (a resumed run must find the same)."""
         if self.order is not None and self.order != order:
             raise InputError("the zero-training order differs from the interrupted run's "
-                             "(the features or nctk changed); give another --out",
+                             "(the features or nctk changed); give another output folder "
+                             "(out_dir=...)",
                              file=str(self.path))
         if self.plan is None:
             self.plan = dict(plan)
