@@ -26,6 +26,7 @@ from nctk.cli import _types as types
 from nctk.cli._executor import add_executor_arguments, make_executor
 from nctk.cli._parts import add_parts_arguments, parts_from_args
 from nctk.cli._table import fmt_number, format_table
+from nctk.cli.extract import add_extraction_arguments
 from nctk.cli.rank import input_files, print_notes
 from nctk.collapse import (
     PENULTIMATE,
@@ -100,14 +101,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     models.add_argument("--layers", default="all",
                         help="intermediate layers: all (every block, the default) or "
                              "comma-separated module names")
-    models.add_argument("--image-size", type=types.positive_int, metavar="S",
-                        help="crop size of the preprocessing (default: the model's own)")
-    models.add_argument("--cache-dir", metavar="DIR",
-                        help="feature cache (default: $NCTK_CACHE_DIR or ~/.cache/nctk)")
-    models.add_argument("--no-cache", action="store_true", help="extract afresh, keep nothing")
-    models.add_argument("--device", help="torch device for extraction (default: auto)")
-    models.add_argument("--trust-checkpoint", action="store_true",
-                        help="load model files that carry code (see nctk extract --help)")
+    add_extraction_arguments(models, skip_bad_images=False, progress=False)
     add_parts_arguments(models)
     group = add_executor_arguments(parser, per_model=False)
     group.add_argument("--shards", type=types.positive_int, metavar="N",

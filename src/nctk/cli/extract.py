@@ -72,6 +72,32 @@ def cache_output(args: argparse.Namespace) -> Output:
                   (args.cache_dir or default_cache_dir()), names=())
 
 
+def add_extraction_arguments(group: Any, *, device: bool = True, skip_bad_images: bool = True,
+                             progress: bool = True) -> None:
+    """The options of every command that extracts features (``extract``, ``rank --models``,
+    ``collapse --models``, ``select``): ``--image-size``, ``--cache-dir``, ``--no-cache``,
+    ``--skip-bad-images``, ``--device``, ``--no-progress``, ``--trust-checkpoint`` (the
+    flags say which of ``--device``, ``--skip-bad-images`` and ``--no-progress`` the command
+    has here)."""
+    group.add_argument("--image-size", type=types.positive_int, metavar="S",
+                       help="crop size of the preprocessing (default: the model's own)")
+    group.add_argument("--cache-dir", metavar="DIR",
+                       help="reuse/keep extracted features here (default: $NCTK_CACHE_DIR, "
+                            "else ~/.cache/nctk)")
+    group.add_argument("--no-cache", action="store_true",
+                       help="extract afresh and keep nothing (no reuse, no resume)")
+    if skip_bad_images:
+        group.add_argument("--skip-bad-images", action="store_true",
+                           help="skip unreadable images (their count is reported) instead of "
+                                "stopping")
+    if device:
+        group.add_argument("--device", help="cpu, cuda or cuda:N (default: auto)")
+    if progress:
+        group.add_argument("--no-progress", "--quiet", dest="no_progress", action="store_true",
+                           help="hide the progress bars (shown on a terminal only anyway)")
+    group.add_argument("--trust-checkpoint", action="store_true", help=TRUST_HELP)
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "extract", help=COMMANDS["extract"],
@@ -92,23 +118,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--layers", default="",
                         help="intermediate layers to pool: 'all' (every block) or "
                              "comma-separated module names")
-    parser.add_argument("--image-size", type=types.positive_int, default=None,
-                        help="crop size of the preprocessing (default: the model's own)")
     parser.add_argument("--batch-size", type=types.positive_int, default=64)
-    parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: auto)")
     parser.add_argument("--workers", type=types.non_negative_int, default=None,
                         help="DataLoader workers")
     parser.add_argument("--out", required=True, help="output directory")
-    parser.add_argument("--cache-dir", default=None,
-                        help="feature cache (default: $NCTK_CACHE_DIR or ~/.cache/nctk)")
-    parser.add_argument("--no-cache", action="store_true",
-                        help="compute in memory: no reuse, no resume")
-    parser.add_argument("--skip-bad-images", action="store_true",
-                        help="skip unreadable images (their count is reported) instead of "
-                             "stopping")
-    parser.add_argument("--no-progress", "--quiet", dest="no_progress", action="store_true",
-                        help="hide the progress bars (shown on a terminal only anyway)")
-    parser.add_argument("--trust-checkpoint", action="store_true", help=TRUST_HELP)
+    add_extraction_arguments(parser)
     add_parts_arguments(parser)
     add_executor_arguments(parser)
     parser.set_defaults(func=run)

@@ -34,6 +34,7 @@ from nctk.cli import _types as types
 from nctk.cli._executor import add_executor_arguments, make_executor, report_failures
 from nctk.cli._parts import add_parts_arguments
 from nctk.cli._table import fmt_number, format_table
+from nctk.cli.extract import add_extraction_arguments
 from nctk.errors import InputError
 from nctk.evaluation import STATISTICS, by_weighted_tau
 from nctk.extract.specs import DATASET, MODEL, forms
@@ -75,20 +76,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                          help=f"target dataset: {forms(DATASET)}")
     extract.add_argument("--per-class", type=types.positive_int, metavar="K",
                          help="use at most K samples per class (seeded draw)")
-    extract.add_argument("--image-size", type=types.positive_int, metavar="S",
-                         help="crop size of the preprocessing (default: the model's own)")
-    extract.add_argument("--cache-dir", metavar="DIR",
-                         help="reuse/keep extracted features here (default: $NCTK_CACHE_DIR, "
-                              "else ~/.cache/nctk)")
-    extract.add_argument("--no-cache", action="store_true",
-                         help="extract afresh and keep nothing")
-    extract.add_argument("--skip-bad-images", action="store_true",
-                         help="skip unreadable images instead of stopping")
-    extract.add_argument("--device", help="torch device for extraction (default: auto)")
-    extract.add_argument("--no-progress", "--quiet", dest="no_progress", action="store_true",
-                         help="hide the progress bars (shown on a terminal only anyway)")
-    extract.add_argument("--trust-checkpoint", action="store_true",
-                         help="load model files that carry code (see nctk extract --help)")
+    add_extraction_arguments(extract)
     add_parts_arguments(extract)
     add_executor_arguments(parser)
     parser.set_defaults(func=run)

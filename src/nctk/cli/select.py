@@ -17,7 +17,7 @@ from nctk.cli import COMMANDS
 from nctk.cli import _types as types
 from nctk.cli._executor import add_executor_arguments, make_executor
 from nctk.cli._table import format_table
-from nctk.cli.extract import TRUST_HELP
+from nctk.cli.extract import add_extraction_arguments
 from nctk.cli.finetune import add_training_arguments
 from nctk.errors import InputError
 from nctk.paths import Input, Output, check_outputs
@@ -53,8 +53,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="validation data with the classes of --data (instead of "
                              "--val-fraction)")
     add_training_arguments(parser, val_fraction=0.2)
-    parser.add_argument("--image-size", type=types.positive_int, metavar="S",
-                        help="crop size of the preprocessing (default: the model's own)")
     parser.add_argument("--prior", metavar="PRIOR.json", help="JSON {model: value}, higher = "
                         "better (default: the source accuracy the models record)")
     parser.add_argument("--out", default="nctk-select", metavar="DIR",
@@ -62,15 +60,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "%(default)s); the same command resumes from it")
     parser.add_argument("--json", metavar="OUT.json", help="write the result (- for stdout)")
     parser.add_argument("--report", metavar="OUT.html", help="write an HTML report")
-    parser.add_argument("--cache-dir", metavar="DIR", help="feature cache (default: "
-                        "$NCTK_CACHE_DIR, else ~/.cache/nctk)")
-    parser.add_argument("--no-cache", action="store_true", help="extract afresh, keep nothing")
     parser.add_argument("--schedule", choices=SCHEDULES, default="sync",
                         help="sync (successive halving, default) or asha (Ray Tune's "
                              "asynchronous ASHA, with --executor ray)")
-    parser.add_argument("--no-progress", "--quiet", dest="no_progress", action="store_true",
-                        help="hide the progress bars")
-    parser.add_argument("--trust-checkpoint", action="store_true", help=TRUST_HELP)
+    add_extraction_arguments(parser, device=False, skip_bad_images=False)
     add_executor_arguments(parser)
     parser.set_defaults(func=run)
 
