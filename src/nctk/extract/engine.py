@@ -28,7 +28,7 @@ import torch
 from nctk.errors import InputError
 from nctk.extract.cache import Chunk, FeatureCache, cache_key
 from nctk.extract.datasets import LabelledImages, load_dataset, subsample_per_class
-from nctk.extract.models import ModelAdapter, load_model
+from nctk.extract.models import ModelAdapter, load_model, model_identity
 from nctk.io import LAYER_PREFIX, FeatureFile, feature_file_from_arrays, save_feature_file
 from nctk.progress import progress_bar
 from nctk.validation import encode_labels
@@ -54,18 +54,6 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
         log.warning("no GPU: falls back to CPU")
         return torch.device("cpu")
     return resolved
-
-
-def model_identity(adapter: ModelAdapter) -> str:
-    """The adapter's identity, or a SHA-256 of its class and every parameter and buffer."""
-    if adapter.identity:
-        return adapter.identity
-    digest = hashlib.sha256(type(adapter.module).__qualname__.encode())
-    for name, tensor in adapter.module.state_dict().items():
-        digest.update(name.encode())
-        digest.update(str(tensor.dtype).encode())
-        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy())
-    return f"module:{digest.hexdigest()}"
 
 
 def extract_features(model: ModelAdapter | str | torch.nn.Module,

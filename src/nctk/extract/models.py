@@ -34,6 +34,7 @@ model (and the feature cache hits) while the caller's random state is left alone
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import pickle
 import re
@@ -416,9 +417,20 @@ def load_model(spec: str | nn.Module, *, name: str | None = None,
             checkpoint carrying code without ``trust_checkpoint``; a named head or unit
             that is not a module of the model.
     """
-    from nctk.extract.parts import apply_parts
+    adapter = _load_spec(spec, name, image_size, trust_checkpoint)
+    return parts.apply(adapter) if parts is not None else adapter
 
-    return apply_parts(_load_spec(spec, name, image_size, trust_checkpoint), parts)
+
+def model_identity(adapter: ModelAdapter) -> str:
+    """The adapter's identity, or a SHA-256 of its class and every parameter and buffer."""
+    if adapter.identity:
+        return adapter.identity
+    digest = hashlib.sha256(type(adapter.module).__qualname__.encode())
+    for name, tensor in adapter.module.state_dict().items():
+        digest.update(name.encode())
+        digest.update(str(tensor.dtype).encode())
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy())
+    return f"module:{digest.hexdigest()}"
 
 
 @_seeded_init

@@ -18,7 +18,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from nctk.errors import InputError
-from nctk.extract.models import HEAD_DECLARATION, NO_HEAD, UNITS_DECLARATION, ModelAdapter
+from nctk.extract.models import (
+    HEAD_DECLARATION,
+    NO_HEAD,
+    UNITS_DECLARATION,
+    ModelAdapter,
+    model_identity,
+)
 
 
 @dataclass(frozen=True)
@@ -44,6 +50,11 @@ class ModelParts:
     def model_names(self) -> set[str]:
         """The model names the parts are given for (``""`` excluded)."""
         return {n for n in (*self.heads, *self.units) if n}
+
+    def apply(self, adapter: ModelAdapter) -> ModelAdapter:
+        """:func:`apply_parts` (what :func:`nctk.extract.load_model` calls, so that the
+        models module needs no import of this one)."""
+        return apply_parts(adapter, self)
 
 
 def apply_parts(adapter: ModelAdapter, parts: ModelParts | None) -> ModelAdapter:
@@ -76,7 +87,6 @@ def declare_parts(adapter: ModelAdapter, parts: ModelParts | None) -> None:
 
 
 def _set_head(adapter: ModelAdapter, head: str) -> None:
-    from nctk.extract.engine import model_identity
 
     if head.lower() == NO_HEAD:
         adapter.set_head(None)
