@@ -1,27 +1,30 @@
-"""Build the assets of ``nctk demo``: pre-train the demo pool, fine-tune it, ship a subset.
+"""Build the assets of ``nctk demo``: pre-train the demo pool, ship it with target images
+and a ground truth for ranking and selection.
 
 The project has no internet and no pretrained weights, so it trains its own small pool
-(the architectures of :mod:`nctk.demo.models`) on real images:
+(the architectures of :mod:`nctk.demo.models`) on real images. Two stages (``--stage``):
 
-1. Source task: the CIFAR-10 classes airplane, automobile, bird, cat, deer (train split,
-   25,000 images). Each model is trained from scratch for its own number of epochs
-   (``DemoModel.source_epochs``), AdamW, cosine learning rate, random horizontal flips;
-   its accuracy on the source test split (5,000 images) is recorded. The weights are
-   shipped as float16 state dicts, source head included (LEEP and NCE use it).
-2. Ground truth: the shipped weights (float16 rounded back to float32) are fine-tuned on
-   the FULL target train split, CIFAR-10 classes dog, frog, horse, ship, truck (25,000
-   images): new 5-way head, all layers trained, the same fixed schedule for every model
-   (``--finetune-epochs`` epochs of AdamW, cosine). The accuracy on the target test split
-   (5,000 images) is the model's ground-truth transferability.
-3. The target subset the demo ranks on: ``--per-class`` images per target class drawn
-   (seeded) from the target train split, as uint8 ``images`` (N, 32, 32, 3) and string
-   ``labels``.
+1. ``pool``: the source task, CIFAR-10 classes airplane, automobile, bird, cat, deer
+   (train split, 25,000 images). Each model is trained from scratch for its own number of
+   epochs (``DemoModel.source_epochs``), AdamW, cosine learning rate, random horizontal
+   flips; its accuracy on the source test split (5,000 images) is recorded. The weights
+   are shipped as float16 state dicts, source head included (LEEP and NCE use it).
+2. ``truth`` (no retraining: the shipped weights, as ``demo:<model>`` loads them):
+   ``--per-class`` images per target class (dog, frog, horse, ship, truck) drawn (seeded)
+   from the target train split are shipped (``target_subset.npz``: uint8 ``images``
+   (N, 32, 32, 3) and string ``labels``); ``nctk demo`` ranks and selects on them. The
+   ground truth of a model is its accuracy on the target test split (5,000 images) after
+   fine-tuning on ALL the shipped images exactly as ``nctk select`` fine-tunes (the
+   shared recipe of :mod:`selection_truth`: every layer, SGD, ``RECIPE.epochs`` epochs),
+   the mean over seeds the selection never uses (1, 2, 3). The selection curves (seed 0,
+   validation fraction 0.2), each seed's accuracy and the feature files are kept in
+   ``--truth-dir``.
 
 Everything is seeded; with one thread per worker process the run is repeatable on one
-machine. Usage (from the repository root)::
+machine. Usage (from the repository root; both stages resume from their records)::
 
     python benchmarks/build_demo_pool.py --data ../shared/data/cifar10/cifar10_jpeg.npz \
-        --workers 2
+        --workers 2 [--stage pool|truth|all] --truth-dir DIR
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import io
 import json
 import math
 import multiprocessing
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -43,6 +47,17 @@ from torch import nn
 
 from nctk.demo.models import MEAN, STD, get_member, pool_names
 from nctk.io import write_json
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from selection_truth import (
+    RECIPE,
+    kept_figures,
+    run_jobs,
+    save_images,
+    settled,
+    summarise,
+    target_jobs,
+)
 
 SOURCE_CLASSES = ("airplane", "automobile", "bird", "cat", "deer")
 TARGET_CLASSES = ("dog", "frog", "horse", "ship", "truck")
@@ -147,51 +162,37 @@ def accuracy(net: nn.Module, images: np.ndarray, labels: np.ndarray) -> float:
     return correct / len(images)
 
 
-def build_member(job: tuple[str, str, int, int, str, str]) -> dict:
-    """Pre-train, save and fine-tune one pool member; returns its figures.
+def build_member(job: tuple[str, str, int, str, str]) -> dict:
+    """Pre-train and save one pool member; returns its source figures.
 
     The figures are also kept in ``work_dir/<name>.json`` with the settings that produced
     them, so an interrupted build resumes without redoing finished members.
     """
-    name, cache_dir, seed, finetune_epochs, out_dir, work_dir = job
+    name, cache_dir, seed, out_dir, work_dir = job
     member = get_member(name)
-    settings = {"seed": seed, "source_epochs": member.source_epochs,
-                "finetune_epochs": finetune_epochs, "summary": member.summary,
-                "source_lr": SOURCE_LR, "finetune_lr": FINETUNE_LR, "batch_size": BATCH_SIZE}
-    record = Path(work_dir) / f"{name}.json"
-    if record.exists() and (Path(out_dir) / f"{name}.pt").exists():
-        kept = json.loads(record.read_text())
-        if kept["settings"] == settings:
-            print(f"{name}: kept from {record}", flush=True)
-            return kept["figures"]
+    settings = settled({"seed": seed, "source_epochs": member.source_epochs,
+                        "summary": member.summary, "source_lr": SOURCE_LR,
+                        "batch_size": BATCH_SIZE})
+    record, weights = Path(work_dir) / f"{name}.json", Path(out_dir) / f"{name}.pt"
+    figures = kept_figures(record, settings) if weights.exists() else None
+    if figures is not None:
+        print(f"{name}: kept from {record}", flush=True)
+        return figures
     torch.set_num_threads(1)
     data = decoded_cifar10(Path(_DATA_PATH), Path(cache_dir))
     started = time.perf_counter()
-
     torch.manual_seed(seed)
     net = member.build()
     source_x, source_y = select(data, SOURCE_CLASSES, split=0)
     train(net, source_x, source_y, epochs=member.source_epochs, lr=SOURCE_LR, seed=seed)
-    source_test = accuracy(net, *select(data, SOURCE_CLASSES, split=1))
     shipped = {k: v.half() if v.is_floating_point() else v for k, v in net.state_dict().items()}
-    torch.save(shipped, Path(out_dir) / f"{name}.pt")
-    source_seconds = time.perf_counter() - started
-
-    torch.manual_seed(seed + 1000)
-    tuned = member.build()
-    tuned.load_state_dict({k: v.float() if v.is_floating_point() else v
-                           for k, v in shipped.items()})
-    tuned.head = nn.Linear(tuned.head.in_features, len(TARGET_CLASSES))
-    target_x, target_y = select(data, TARGET_CLASSES, split=0)
-    train(tuned, target_x, target_y, epochs=finetune_epochs, lr=FINETUNE_LR, seed=seed + 1000)
-    target_test = accuracy(tuned, *select(data, TARGET_CLASSES, split=1))
+    torch.save(shipped, weights)
     figures = {
         "name": name, "summary": member.summary,
         "parameters": sum(p.numel() for p in net.parameters()),
-        "source_epochs": member.source_epochs, "source_test_accuracy": source_test,
-        "finetuned_target_test_accuracy": target_test,
-        "source_seconds": round(source_seconds, 1),
-        "finetune_seconds": round(time.perf_counter() - started - source_seconds, 1),
+        "source_epochs": member.source_epochs,
+        "source_test_accuracy": accuracy(net, *select(data, SOURCE_CLASSES, split=1)),
+        "source_seconds": round(time.perf_counter() - started, 1),
     }
     print(json.dumps(figures), flush=True)
     write_json(record, {"settings": settings, "figures": figures})
@@ -216,58 +217,98 @@ def _init_worker(data_path: str) -> None:
     _DATA_PATH = data_path
 
 
+def pretrain_pool(args: argparse.Namespace, out: Path) -> None:
+    """Stage ``pool``: train the source models, ship their weights, write ``pool.json``."""
+    started = time.perf_counter()
+    decoded_cifar10(Path(args.data), Path(args.cache_dir))  # decode once, before the workers
+    names = pool_names() if args.models == "all" else args.models.split(",")
+    Path(args.work_dir).mkdir(parents=True, exist_ok=True)
+    jobs = [(name, args.cache_dir, args.seed + 10 * pool_names().index(name), str(out),
+             args.work_dir) for name in names]
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(args.workers, initializer=_init_worker, initargs=(args.data,)) as pool:
+        built = pool.map(build_member, jobs, chunksize=1)
+    write_json(out / "pool.json", {
+        "source_task": {"dataset": "CIFAR-10", "split": "train", "classes": SOURCE_CLASSES},
+        "source_schedule": (f"AdamW lr {SOURCE_LR:g}, weight decay {WEIGHT_DECAY:g}, cosine, "
+                            f"batch {BATCH_SIZE}, horizontal flips, per-model epochs"),
+        "seed": args.seed, "build_seconds": round(time.perf_counter() - started, 1),
+        "models": sorted(built, key=lambda f: pool_names().index(f["name"]))})
+    print(f"built {len(built)} models in {time.perf_counter() - started:.1f} s", flush=True)
+
+
+def write_target_images(args: argparse.Namespace, out: Path, truth_dir: Path) -> int:
+    """Ship the target images the demo ranks and selects on; keep them and the target test
+    split as ``npz:`` datasets in ``truth_dir``; the number of shipped images."""
+    data = decoded_cifar10(Path(args.data), Path(args.cache_dir))
+    subset = target_subset(data, args.per_class, args.seed)
+    save_images(out / "target_subset.npz", subset["images"], subset["labels"])
+    save_images(truth_dir / "train.npz", subset["images"], subset["labels"])
+    test_x, test_y = select(data, TARGET_CLASSES, split=1)
+    save_images(truth_dir / "test.npz", test_x, np.array(TARGET_CLASSES)[test_y])
+    return len(subset["labels"])
+
+
+def measure_truth(args: argparse.Namespace, out: Path) -> None:
+    """Stage ``truth``: target images, then the ground truth of the shipped weights
+    (``ground_truth.json``; each seed and the selection recipe in ``pool.json``)."""
+    truth_dir = Path(args.truth_dir)
+    shipped = write_target_images(args, out, truth_dir)
+    info = json.loads((out / "pool.json").read_text())
+    prior = {m["name"]: m["source_test_accuracy"] for m in info["models"]}
+    pool = {m["name"]: f"demo:{m['name']}" for m in info["models"]}
+    run_jobs(target_jobs(truth_dir, pool, RECIPE, prior), args.workers)
+    spread = summarise(truth_dir, pool, RECIPE)
+    truth = json.loads((truth_dir / "ground_truth.json").read_text())
+    seeds = json.loads((truth_dir / "ground_truth_seeds.json").read_text())
+    for model in info["models"]:
+        model.update(finetuned_target_test_accuracy=truth[model["name"]],
+                     finetuned_seeds=seeds[model["name"]])
+    info["target_task"] = {"dataset": "CIFAR-10", "classes": TARGET_CLASSES,
+                           "per_class": args.per_class, "seed": args.seed,
+                           "subset": f"{args.per_class} per class from the train split"}
+    seed_list = ", ".join(map(str, RECIPE.truth_seeds))
+    info["ground_truth"] = (
+        f"accuracy on the target test split (5,000 images) after fine-tuning all layers with "
+        f"a new 5-way head on all {shipped} shipped target images as nctk select fine-tunes "
+        f"(nctk finetune {RECIPE.options(seed='S', val_fraction=0)}), mean over S = "
+        f"{seed_list}")
+    info["select_recipe"] = {"options": RECIPE.select_options(), "spread": spread}
+    write_json(out / "ground_truth.json", truth)
+    write_json(out / "pool.json", info)
+    print(json.dumps(spread), flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", default="../shared/data/cifar10/cifar10_jpeg.npz",
                         help="CIFAR-10 JPEG archive (see shared/data/cifar10/README.md)")
     parser.add_argument("--out", default=str(ASSETS), help="assets folder to write")
+    parser.add_argument("--stage", choices=("pool", "truth", "all"), default="all",
+                        help="pool: train and ship the models; truth: target images and "
+                             "ground truth of the shipped weights; all: both")
     parser.add_argument("--cache-dir", default=tempfile.gettempdir(),
                         help="where the decoded images are cached")
     parser.add_argument("--work-dir", default=str(Path(tempfile.gettempdir()) / "nctk_demo_build"),
-                        help="per-model records, so an interrupted build resumes")
+                        help="per-model records of the pool stage, so it resumes")
+    parser.add_argument("--truth-dir", default=str(Path(tempfile.gettempdir()) / "nctk_demo_truth"),
+                        help="the truth stage's records, curves, data and feature files")
     parser.add_argument("--models", default="all",
                         help="comma-separated pool members, built in this order (default: all)")
-    parser.add_argument("--finetune-epochs", type=int, default=1)
-    parser.add_argument("--per-class", type=int, default=60)
+    parser.add_argument("--per-class", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=2,
                         help="parallel worker processes, one thread each")
     args = parser.parse_args()
-
-    started = time.perf_counter()
     out = Path(args.out)
+    if args.stage != "pool" and out.resolve() != ASSETS:
+        parser.error(f"the truth stage measures the demo: models, which nctk loads from its "
+                     f"package assets: --out must be {ASSETS}")
     out.mkdir(parents=True, exist_ok=True)
-    data = decoded_cifar10(Path(args.data), Path(args.cache_dir))
-    print(f"decoded CIFAR-10 in {time.perf_counter() - started:.1f} s", flush=True)
-    np.savez_compressed(out / "target_subset.npz", **target_subset(data, args.per_class,
-                                                                  args.seed))
-    del data
-
-    names = pool_names() if args.models == "all" else args.models.split(",")
-    Path(args.work_dir).mkdir(parents=True, exist_ok=True)
-    jobs = [(name, args.cache_dir, args.seed + 10 * pool_names().index(name),
-             args.finetune_epochs, str(out), args.work_dir) for name in names]
-    context = multiprocessing.get_context("spawn")
-    with context.Pool(args.workers, initializer=_init_worker, initargs=(args.data,)) as pool:
-        built = pool.map(build_member, jobs, chunksize=1)
-    figures = sorted(built, key=lambda f: pool_names().index(f["name"]))
-
-    seconds = time.perf_counter() - started
-    write_json(out / "ground_truth.json",
-               {f["name"]: f["finetuned_target_test_accuracy"] for f in figures})
-    write_json(out / "pool.json", {
-        "source_task": {"dataset": "CIFAR-10", "split": "train", "classes": SOURCE_CLASSES},
-        "target_task": {"dataset": "CIFAR-10", "classes": TARGET_CLASSES,
-                        "subset": f"{args.per_class} per class from the train split"},
-        "ground_truth": (f"accuracy on the target test split (5,000 images) after fine-tuning "
-                         f"all layers with a new 5-way head on the full target train split "
-                         f"(25,000 images), {args.finetune_epochs} epochs AdamW lr "
-                         f"{FINETUNE_LR:g}, cosine, batch {BATCH_SIZE}, horizontal flips"),
-        "source_schedule": (f"AdamW lr {SOURCE_LR:g}, weight decay {WEIGHT_DECAY:g}, cosine, "
-                            f"batch {BATCH_SIZE}, horizontal flips, per-model epochs"),
-        "seed": args.seed, "build_seconds": round(seconds, 1), "models": figures,
-    })
-    print(f"built {len(figures)} models in {seconds:.1f} s", flush=True)
+    if args.stage in ("pool", "all"):
+        pretrain_pool(args, out)
+    if args.stage in ("truth", "all"):
+        measure_truth(args, out)
 
 
 if __name__ == "__main__":

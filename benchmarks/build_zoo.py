@@ -67,6 +67,7 @@ from build_demo_pool import (
 )
 from nctk.demo.models import PatchMixer, PlainCNN, PlainMLP, TinyMobileNet, TinyResNet, TinyViT
 from nctk.io import save_feature_file, write_json
+from selection_truth import kept_figures, settled
 
 DEFAULT_DATA = str(Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10"
                    / "cifar10_jpeg.npz")
@@ -199,27 +200,13 @@ def linear_probe(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray,
     return float(probe.score(test_x, test_y))
 
 
-def _settled(settings: dict) -> dict:
-    """``settings`` as it reads back from JSON (tuples become lists), for comparison."""
-    return json.loads(json.dumps(settings))
-
-
-def _kept(record: Path, settings: dict) -> dict | None:
-    """The figures of ``record`` when it was made with ``settings``, else None."""
-    if record.exists():
-        kept = json.loads(record.read_text())
-        if kept["settings"] == settings:
-            return kept["figures"]
-    return None
-
-
 def pretrain(member: Member, data: dict[str, np.ndarray], seed: int, out: Path
              ) -> tuple[nn.Module, dict]:
     """Train ``member`` on the source task (or load its kept weights); its figures."""
-    settings = _settled({"seed": seed, "recipe": member.recipe(), "summary": member.summary})
+    settings = settled({"seed": seed, "recipe": member.recipe(), "summary": member.summary})
     record, weights = out / "records" / f"{member.name}.json", out / "weights" / f"{member.name}.pt"
     net = member.build()
-    figures = _kept(record, settings)
+    figures = kept_figures(record, settings)
     if figures is not None and weights.exists():
         net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
         return net, figures
@@ -246,11 +233,11 @@ def pretrain(member: Member, data: dict[str, np.ndarray], seed: int, out: Path
 def transfer(member: Member, net: nn.Module, task: Task, t_index: int,
              data: dict[str, np.ndarray], seed: int, base_seed: int, out: Path) -> dict:
     """The feature file and the linear-probe and fine-tuning ground truths of one task."""
-    settings = _settled({"task": asdict(task), "seed": seed, "draw_seed": base_seed + t_index,
+    settings = settled({"task": asdict(task), "seed": seed, "draw_seed": base_seed + t_index,
                          "finetune_lr": FINETUNE_LR})
     record = out / "records" / member.name / f"{task.name}.json"
     features = out / "features" / task.name / f"{member.name}.npz"
-    figures = _kept(record, settings)
+    figures = kept_figures(record, settings)
     if figures is not None and features.exists():
         return figures
     started = time.perf_counter()

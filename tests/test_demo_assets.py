@@ -68,7 +68,7 @@ def test_target_subset_shape_and_classes():
     assert labels.shape == (images.shape[0],) and labels.dtype.kind == "U"
     classes, counts = np.unique(labels, return_counts=True)
     assert classes.tolist() == TARGET_CLASSES
-    assert (counts == 60).all()
+    assert (counts == pool_info()["target_task"]["per_class"]).all()
     assert len(np.unique(images.reshape(len(images), -1), axis=0)) == len(images)
 
 
@@ -80,6 +80,9 @@ def test_ground_truth_matches_pool():
     info = pool_info()
     assert [m["name"] for m in info["models"]] == pool_names()
     assert {m["name"]: m["finetuned_target_test_accuracy"] for m in info["models"]} == truth
+    for model in info["models"]:  # the mean of the seeds, as written (exact: same floats)
+        seeds = list(model["finetuned_seeds"].values())
+        assert len(seeds) >= 2 and truth[model["name"]] == float(np.mean(seeds))
     assert list(info["source_task"]["classes"]) == ["airplane", "automobile", "bird", "cat",
                                                     "deer"]
 

@@ -15,6 +15,7 @@ import torch
 pytest.importorskip("torchvision")  # the vision extra: nctk.extract needs it
 
 from nctk.cli import main
+from nctk.demo.run import asset
 from nctk.extract import load_dataset, load_model
 from nctk.finetune.estimate import (
     Estimate,
@@ -133,10 +134,20 @@ def test_measure_times_real_steps_and_leaves_model_and_rng_alone():
     assert all(torch.equal(before[k], after[k]) for k in before)
 
 
+def small_demo_target(folder, per_class: int = 60) -> str:
+    """An ``npz:`` spec of the first ``per_class`` shipped demo target images of each class
+    (a sweep's estimate needs real images, not many of them)."""
+    with np.load(asset("target_subset.npz")) as shipped:
+        images, labels = shipped["images"], shipped["labels"]
+    rows = np.concatenate([np.flatnonzero(labels == c)[:per_class] for c in np.unique(labels)])
+    np.savez(folder / "target.npz", images=images[rows], labels=labels[rows])
+    return f"npz:{folder / 'target.npz'}"
+
+
 def test_finetune_on_cpu_prints_its_estimate_before_training(tmp_path, capsys):
     out = tmp_path / "ft"
-    assert main(["finetune", "--model", "demo:cnn_small", "--data", "demo:target", "--sweep",
-                 "--sweep-units", "1,3", "--epochs", "1", "--batch-size", "64",
+    assert main(["finetune", "--model", "demo:cnn_small", "--data", small_demo_target(tmp_path),
+                 "--sweep", "--sweep-units", "1,3", "--epochs", "1", "--batch-size", "64",
                  "--out", str(out), "--quiet", "--device", "cpu"]) == 0
     captured = capsys.readouterr()
     assert "estimated time on this CPU: about" in captured.err

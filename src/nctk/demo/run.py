@@ -7,7 +7,7 @@ The assets in ``nctk/demo/assets/`` are built by ``benchmarks/build_demo_pool.py
 * ``target_subset.npz``: ``images`` uint8 (N, 32, 32, 3) and string ``labels``, a seeded
   per-class draw from the target classes' train split;
 * ``ground_truth.json``: ``{model: accuracy}`` on the target test split after fine-tuning
-  every layer on the full target train split;
+  every layer on the shipped target subset as ``nctk select`` fine-tunes (mean over seeds);
 * ``pool.json``: how the above was built, with the source accuracies.
 
 :func:`run_demo` extracts penultimate, source-logit and block-wise features with
@@ -108,7 +108,7 @@ def extract_pool_features(models: Sequence[str], *, batch_size: int = 100,
     for name in progress_bar(models, enabled=progress, desc="extracting", unit="model",
                              leave=False):
         adapter = load_model(f"demo:{name}")
-        # 300 tiny images: loader worker processes would cost more than they save.
+        # 1,000 tiny images: loader worker processes would cost more than they save.
         pool.append(extract_features(adapter, data, layers="all", batch_size=batch_size,
                                      device="cpu", progress=False, num_workers=0))
     return pool
