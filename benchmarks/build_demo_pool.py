@@ -57,6 +57,7 @@ from selection_truth import (
     settled,
     summarise,
     target_jobs,
+    write_target_record,
 )
 
 SOURCE_CLASSES = ("airplane", "automobile", "bird", "cat", "deer")
@@ -257,6 +258,9 @@ def measure_truth(args: argparse.Namespace, out: Path) -> None:
     info = json.loads((out / "pool.json").read_text())
     prior = {m["name"]: m["source_test_accuracy"] for m in info["models"]}
     pool = {m["name"]: f"demo:{m['name']}" for m in info["models"]}
+    write_target_record(truth_dir, pool, prior, RECIPE, task={
+        "name": "demo", "classes": TARGET_CLASSES, "train_per_class": args.per_class,
+        "test": "the target test split (1,000 per class)"}, train_seed=args.seed)
     run_jobs(target_jobs(truth_dir, pool, RECIPE, prior), args.workers)
     spread = summarise(truth_dir, pool, RECIPE)
     truth = json.loads((truth_dir / "ground_truth.json").read_text())

@@ -22,7 +22,8 @@ hold for the specs and options that ``nctk select`` is given.
 
 Layout of a target folder ``TARGET``::
 
-    TARGET/target.json              what was built: data specs, recipe, pool, select options
+    TARGET/train.npz, test.npz      the target's data (``npz:`` datasets)
+    TARGET/target.json              what was built: recipe, select options, pool, prior
     TARGET/records/<model>/<job>.json   one finished job (``curve``, ``truth_seed<k>``,
                                     ``features``): its settings and figures
     TARGET/features/<model>.npz     the feature files
@@ -36,6 +37,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import multiprocessing
 import os
 import time
@@ -182,6 +184,30 @@ def data_identity(target_dir: str | Path) -> dict[str, str]:
             digest.update("\n".join(arrays["labels"].astype(str)).encode())
         identity[split] = digest.hexdigest()[:16]
     return identity
+
+
+def validation_error(target_dir: str | Path, recipe: Recipe, accuracy: float = 0.7) -> float:
+    """Binomial standard error, in points, of a validation accuracy near ``accuracy`` on
+    the selection run's validation split of the target's train draw."""
+    with np.load(data_specs(target_dir)["train"][len("npz:"):], allow_pickle=False) as train:
+        n_val = round(recipe.val_fraction * len(train["labels"]))
+    return 100 * math.sqrt(accuracy * (1 - accuracy) / n_val)
+
+
+def write_target_record(target_dir: str | Path, pool: dict[str, str],
+                        prior: dict[str, float | None], recipe: Recipe, *,
+                        select_flags: str = "", **details: Any) -> dict:
+    """Write ``target.json`` (``details``, the recipe, the ``nctk select`` options, the
+    validation standard error, the pool's specs and prior) and ``prior.json``; the record.
+    ``select_flags`` are options the specs need besides the recipe's."""
+    record = {**details, "recipe": asdict(recipe),
+              "select_options": f"{recipe.select_options()} {select_flags}".strip(),
+              "validation_standard_error_points_at_0.7": round(
+                  validation_error(target_dir, recipe), 2),
+              "models": pool, "prior": prior}
+    write_json(Path(target_dir) / "target.json", record)
+    write_json(Path(target_dir) / "prior.json", prior)
+    return record
 
 
 def _load(job: Job) -> tuple[Any, Any, Any]:

@@ -100,3 +100,17 @@ def test_spread_of_truths(truth):
     expected = np.mean([np.std([0.8, 0.7], ddof=1), 0.0, np.std([0.5, 0.7], ddof=1)])
     assert spread["seed_std_mean"] == pytest.approx(expected)
     assert spread["brute_force_seconds"] == 9.0 and spread["brute_force_cpu_seconds"] == 3.0
+
+
+def test_target_record_names_the_options_and_the_validation_noise(truth, tmp_path):
+    tiny_target(tmp_path, truth)
+    recipe = truth.Recipe(epochs=3, lr=0.02, batch_size=8, val_fraction=0.25, image_size=32)
+    record = truth.write_target_record(tmp_path, {"a": "file:a.pt"}, {"a": 0.5}, recipe,
+                                       select_flags="--trust-checkpoint", train_seed=7)
+    assert json.loads((tmp_path / "target.json").read_text()) == truth.settled(record)
+    assert json.loads((tmp_path / "prior.json").read_text()) == {"a": 0.5}
+    assert record["select_options"].endswith("--seed 0 --image-size 32 --trust-checkpoint")
+    assert record["train_seed"] == 7 and record["models"] == {"a": "file:a.pt"}
+    # 24 training images, a quarter held out: 6 validation images
+    assert record["validation_standard_error_points_at_0.7"] == pytest.approx(
+        100 * np.sqrt(0.7 * 0.3 / 6), abs=0.005)
