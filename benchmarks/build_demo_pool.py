@@ -38,6 +38,7 @@ import multiprocessing
 import sys
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -277,7 +278,8 @@ def measure_truth(args: argparse.Namespace, out: Path) -> None:
         f"a new 5-way head on all {shipped} shipped target images as nctk select fine-tunes "
         f"(nctk finetune {RECIPE.options(seed='S', val_fraction=0)}), mean over S = "
         f"{seed_list}")
-    info["select_recipe"] = {"options": RECIPE.select_options(), "spread": spread}
+    info["recipe"] = {**asdict(RECIPE), "options": RECIPE.select_options()}
+    info["truth_spread"] = spread
     write_json(out / "ground_truth.json", truth)
     write_json(out / "pool.json", info)
     print(json.dumps(spread), flush=True)

@@ -15,7 +15,7 @@ MODELS = ("demo:cnn_small", "demo:mlp", "demo:cnn_wide", "demo:mobilenet_tiny")
 
 
 def demo_images() -> tuple[np.ndarray, np.ndarray]:
-    """The shipped target subset: images (300, 32, 32, 3) uint8 and string labels."""
+    """The shipped target subset: images (N, 32, 32, 3) uint8 and string labels."""
     shipped = np.load(Path(nctk.demo.__file__).parent / "assets" / "target_subset.npz")
     return shipped["images"], shipped["labels"]
 

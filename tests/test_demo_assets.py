@@ -80,6 +80,9 @@ def test_ground_truth_matches_pool():
     info = pool_info()
     assert [m["name"] for m in info["models"]] == pool_names()
     assert {m["name"]: m["finetuned_target_test_accuracy"] for m in info["models"]} == truth
+    recipe = info["recipe"]  # what the demo's select step fine-tunes with
+    assert {"epochs", "lr", "batch_size", "val_fraction", "selection_seed"} <= set(recipe)
+    assert recipe["selection_seed"] not in recipe["truth_seeds"]
     for model in info["models"]:  # the mean of the seeds, as written (exact: same floats)
         seeds = list(model["finetuned_seeds"].values())
         assert len(seeds) >= 2 and truth[model["name"]] == float(np.mean(seeds))

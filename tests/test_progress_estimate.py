@@ -15,7 +15,7 @@ import torch
 pytest.importorskip("torchvision")  # the vision extra: nctk.extract needs it
 
 from nctk.cli import main
-from nctk.demo.run import asset
+from nctk.demo.assets import asset
 from nctk.extract import load_dataset, load_model
 from nctk.finetune.estimate import (
     Estimate,

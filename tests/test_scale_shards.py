@@ -30,7 +30,7 @@ def assert_profiles_equal(got, expected, rtol=1e-7):
 
 @pytest.fixture(scope="module")
 def feature_file(tmp_path_factory):
-    """A real demo model's penultimate features and block outputs on 300 images."""
+    """A real demo model's penultimate features and block outputs on the shipped images."""
     (result,) = extract_pool_features(["cnn_small"])
     path = tmp_path_factory.mktemp("features") / "cnn_small.npz"
     save_feature_file(path, result.features, result.labels, source_logits=result.source_logits,

@@ -58,4 +58,4 @@ register_model_kind("demo", demo_model, paths=model_weights, form="demo:<name>",
                     summary="a model of the shipped demo pool (trained by nctk on CIFAR-10 "
                             "source classes)")
 register_data_kind("demo", demo_dataset, form="demo:target",
-                   summary="the shipped demo target images (300 CIFAR-10 images of 5 classes)")
+                   summary="the shipped demo target images (1,000 CIFAR-10 images of 5 classes)")
