@@ -97,11 +97,12 @@ def test_classifier_terms_equal_one_pass(feature_file, tmp_path, capsys):
 
 def test_bad_input_names_the_file_array_and_rows(feature_file, tmp_path, capsys):
     ff = load_feature_file(feature_file)
-    layers = dict(ff.layers)
+    rows = 300  # 3 shards of 100 rows: row 205 lies in the last
+    layers = {name: value[:rows].copy() for name, value in ff.layers.items()}
     first = next(iter(layers))
-    layers[first] = layers[first].copy()
     layers[first][205, 3] = np.nan
-    bad = save_feature_file(tmp_path / "bad.npz", ff.features, ff.labels, layers=layers)
+    bad = save_feature_file(tmp_path / "bad.npz", ff.features[:rows], ff.labels[:rows],
+                            layers=layers)
     with pytest.raises(InputError, match=rf"bad.npz: array 'layer:{first}': rows 200..299: "
                                          r"contains 1 non-finite value\(s\)"):
         sharded_profile(bad, LoopExecutor(), shards=3)
