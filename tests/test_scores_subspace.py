@@ -220,3 +220,27 @@ def test_the_scale_is_a_power_of_two_that_fits_the_centred_data_in_unit_range(sc
     assert math.frexp(factor)[0] == 0.5  # a power of two: scaling changes no digit
     assert float(((x - mean) * factor).abs().max()) <= 1.0
     assert float(((x - mean) * factor * 2).abs().max()) > 0.5  # and not a needless one
+
+
+def test_a_float32_eigen_solver_that_does_not_converge_falls_back_to_the_exact_path(
+        monkeypatch):
+    # torch.linalg.eigh raised "failed to converge" on the float32 Gram of features with
+    # 183 dead units of 256 (an MLP of the zoo): the refined path gives up, not the score
+    rng = np.random.default_rng(3)
+    x = np.zeros((300, 64), dtype=np.float32)
+    x[:, :20] = rng.standard_normal((300, 20))  # 44 dead units
+    t = torch.from_numpy(x)
+    mean = t.double().mean(0)
+    real = torch.linalg.eigh
+
+    def failing(a, *args, **kwargs):
+        if a.dtype == torch.float32:
+            raise torch.linalg.LinAlgError("linalg.eigh: The algorithm failed to converge")
+        return real(a, *args, **kwargs)
+
+    monkeypatch.setattr(torch.linalg, "eigh", failing)
+    assert refined_principal(t, mean, 10) is None
+    got = principal(t, mean, 10)
+    assert not got.refined
+    np.testing.assert_allclose(got.variances.numpy(), exact_pca(x.astype(np.float64), 10)[0],
+                               rtol=1e-10)

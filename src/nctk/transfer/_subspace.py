@@ -341,7 +341,12 @@ def refined_principal(x: torch.Tensor, mean: torch.Tensor, k: int) -> Principal 
         return None
     scale = _power_of_two_scale(x, mean)
     gram = gram32(x, mean, scale, samples)
-    model = GramModel.of(gram, scale)
+    try:
+        model = GramModel.of(gram, scale)
+    except torch.linalg.LinAlgError:
+        # float32 eigh may not converge on many equal eigenvalues (e.g. 183 dead units of
+        # 256 features): the exact float64 path then decides
+        return None
     # float32 eigenvectors are orthonormal to ~1e-7 only: re-orthonormalise in float64.
     basis = torch.linalg.qr(model.vectors[:, :p].to(F64)).Q
     generator = torch.Generator(device=x.device).manual_seed(PROBE_SEED)
