@@ -43,11 +43,12 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from nctk.errors import InputError
-from nctk.select.budget import Budget, plan, zero_training_epochs
+from nctk.select.budget import Budget, binomial_margin, plan, zero_training_epochs
 from nctk.select.schedule import successive_halving
 from nctk.select.shortlist import hybrid_order, ranking
 
@@ -128,15 +129,17 @@ def load_target(folder: Path) -> Target:
                   samples, train, val, record["select_options"])
 
 
-def replay(target: Target, order: Sequence[str], fraction: float, *, zero: bool = True
-           ) -> dict:
-    """Successive halving on ``order`` at ``fraction`` of brute force, from the curves."""
+def replay(target: Target, order: Sequence[str], fraction: float, *, zero: bool = True,
+           margin: bool = False) -> dict:
+    """Successive halving on ``order`` at ``fraction`` of brute force, from the curves;
+    ``margin``: ties within the standard error of a difference of validation accuracies."""
     m = len(target.models)
     chosen = plan(Budget(runs=fraction * m), pool=m, epochs=target.epochs, eta=ETA,
                   samples=target.samples if zero else 0, train=target.train, val=target.val)
     schedule = successive_halving(
         order[:chosen.shortlist], chosen.rungs, ETA,
-        lambda epoch, models: {k: max(target.curves[k][:epoch]) for k in models})
+        lambda epoch, models: {k: max(target.curves[k][:epoch]) for k in models},
+        margin=binomial_margin(target.val) if margin else None)
     spent = (chosen.zero_epochs if zero else 0.0) + schedule.epochs_trained
     return {"pick": schedule.pick, "cost": spent / (m * target.epochs),
             "regret": target.regret(schedule.pick), "shortlist": chosen.shortlist,
@@ -173,17 +176,25 @@ def random_halving(target: Target, fraction: float, orders: int) -> dict:
             "best_share": float(np.mean([r["pick"] == best for r in runs]))}
 
 
+def refused_or(strategy: Any, *args: Any) -> dict:
+    """``strategy(*args)``, or a refusal when the budget buys no selection on this pool."""
+    try:
+        return strategy(*args)
+    except InputError as err:
+        return {"pick": None, "error": err.problem}
+
+
 def strategies(target: Target, orders: int) -> dict[str, dict]:
     """Every strategy's pick, cost and regret on one target."""
     out = {method: zero_training_pick(target, method) for method in ZERO_TRAINING}
     for fraction in BUDGETS:
-        out[f"random+SH@{fraction:g}"] = random_halving(target, fraction, orders)
+        out[f"random+SH@{fraction:g}"] = refused_or(random_halving, target, fraction, orders)
     for fraction in BUDGETS:
-        try:
-            out[f"hybrid+SH@{fraction:g}"] = replay(target, target.orders["hybrid"],
-                                                     fraction)
-        except InputError as err:  # the budget buys no selection on this pool
-            out[f"hybrid+SH@{fraction:g}"] = {"pick": None, "error": str(err)}
+        out[f"hybrid+SH@{fraction:g}"] = refused_or(replay, target, target.orders["hybrid"],
+                                                    fraction)
+    for fraction in BUDGETS:
+        out[f"hybrid+SH±SE@{fraction:g}"] = refused_or(
+            lambda *a: replay(*a, margin=True), target, target.orders["hybrid"], fraction)
     out["brute force"] = brute_force(target)
     best = max(target.truth, key=target.truth.get)
     for row in out.values():

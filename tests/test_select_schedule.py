@@ -173,3 +173,37 @@ def test_hybrid_order_alternates_the_two_rankings():
         assert set(order[:len(union)]) == union
     with pytest.raises(InputError, match="other models"):
         hybrid_order(aware, ["a", "b"])
+
+
+def test_promote_with_a_margin_treats_close_scores_as_ties():
+    from nctk.select.schedule import promote
+
+    scores = {"a": 0.80, "b": 0.74, "c": 0.73, "d": 0.60, "e": 0.72}
+    zero = {"a": 5, "b": 4, "c": 1, "d": 2, "e": 3}
+    assert promote(scores, zero, 2) == ["a", "b"]  # exact ties only
+    # cut = b's 0.74; within 0.03 of it: b, c, e (0.71..0.77), taken in zero order
+    assert promote(scores, zero, 2, lambda p: 0.03) == ["a", "c"]
+    assert promote(scores, zero, 3, lambda p: 0.03) == ["a", "c", "e"]
+    # a margin as wide as every gap: the zero-training order decides alone
+    assert promote(scores, zero, 2, lambda p: 1.0) == ["c", "d"]
+    assert promote(scores, zero, 1, lambda p: 0.0) == ["a"]
+
+
+def test_a_margin_at_the_last_rung_picks_the_better_zero_rank_among_near_ties():
+    curves = {"x": [0.5, 0.70], "y": [0.5, 0.72], "z": [0.4, 0.60]}
+    plain = successive_halving(["x", "y", "z"], [2], 2, curves_evaluate(curves))
+    assert plain.pick == "y"
+    near = successive_halving(["x", "y", "z"], [2], 2, curves_evaluate(curves),
+                              margin=lambda p: 0.03)
+    assert near.pick == "x"  # 0.70 is within 0.03 of the best: x's zero rank wins
+    assert all(r.dropped_at is None for r in near.rows)  # the last rung drops no one
+    wide = successive_halving(["z", "x", "y"], [2], 2, curves_evaluate(curves),
+                              margin=lambda p: 0.05)
+    assert wide.pick == "x"  # z (0.60) is beyond 0.05 of 0.72, x is within
+
+
+def test_binomial_margin_is_the_standard_error_of_a_difference():
+    from nctk.select.budget import binomial_margin
+
+    assert binomial_margin(500)(0.7) == pytest.approx(math.sqrt(2 * 0.21 / 500))
+    assert binomial_margin(200)(0.5) == pytest.approx(0.05)

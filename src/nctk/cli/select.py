@@ -110,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
             prior=args.prior, image_size=args.image_size,
             trust_checkpoint=args.trust_checkpoint, out_dir=args.out, executor=executor,
             cache_dir=None if args.no_cache else (args.cache_dir or default_cache_dir()),
-            progress=not args.no_progress)
+            progress=not args.no_progress, argv=args.argv)
         print(plan_lines(prepared), flush=True)
         try:
             if args.schedule == "asha":
@@ -190,26 +190,19 @@ def result_text(selection: Any) -> str:
 
 
 def write_outputs(args: argparse.Namespace, selection: Any) -> None:
-    """--json (with provenance) and --report; the files written, on stderr."""
+    """--json (the rank workflow's document with the selection's keys) and --report; the
+    files written, on stderr."""
     from nctk.cli.rank import print_notes
     from nctk.io import write_json
 
     written: list[Any] = [selection.weights] if selection.weights else []
-    record = provenance(args, selection)
     if args.json:
-        written.append(write_json(args.json, selection.to_json() | {"provenance": record}))
+        data = selection.to_json()
+        data["provenance"]["validation"] = (args.val_data or
+                                            f"fraction {args.val_fraction:g} of --data")
+        written.append(write_json(args.json, data))
     if args.report:
         from nctk.select.report import write_select_report
 
-        written.append(write_select_report(args.report, selection, provenance=record))
-    print_notes(selection.notes, written)
-
-
-def provenance(args: argparse.Namespace, selection: Any) -> dict[str, Any]:
-    """What the selection was computed from, as ``nctk rank`` records it."""
-    from nctk.provenance import provenance as record
-
-    return record(labels=selection.zero.labels, data=args.data,
-                  models=selection.zero.specs, seed=args.seed, argv=args.argv,
-                  extra={"validation": args.val_data
-                         or f"fraction {args.val_fraction:g} of --data"})
+        written.append(write_select_report(args.report, selection))
+    print_notes(selection.notes, written, flags=args.flags)

@@ -82,7 +82,8 @@ class RayExecutor:
         retries: how often Ray re-runs a task whose worker died or that raised.
         num_cpus: CPUs of a local instance started here (None: all of this machine's).
 
-    Used as a context manager: a Ray instance started on entry is shut down on exit.
+    Used as a context manager: a Ray instance started on entry is shut down on exit (of
+    the outermost context, when entered again inside it).
     """
 
     name = "ray"
@@ -98,8 +99,12 @@ class RayExecutor:
         self.retries = retries
         self.num_cpus = num_cpus
         self._started = False
+        self._depth = 0  # entered again inside its own context (e.g. by a workflow)
 
     def __enter__(self) -> RayExecutor:
+        self._depth += 1
+        if self._depth > 1:  # nested: the outer context keeps the instance it holds
+            return self
         if not self.ray.is_initialized():
             try:
                 local = {"num_cpus": self.num_cpus} if self.address is None else {}
@@ -115,7 +120,8 @@ class RayExecutor:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._started:
+        self._depth -= 1
+        if self._depth == 0 and self._started:
             self.ray.shutdown()
             self._started = False
 

@@ -71,6 +71,12 @@ class Selection:
     val_samples: int = 0
 
     def to_json(self) -> dict[str, Any]:
+        """The selection's keys; after the rank workflow's document of the zero-training
+        phase (``methods``, ``prior``, ``provenance``, ``guidance``) when there is one."""
+        ranked = self.zero.outcome.to_json() if self.zero.outcome is not None else {}
+        return ranked | self._keys()
+
+    def _keys(self) -> dict[str, Any]:
         return {"pick": self.pick, "spec": self.spec, "cost_fraction": self.cost_fraction,
                 "cost": {"zero_training_epochs": self.plan.zero_epochs,
                          "fine_tuning_epochs": self.schedule.epochs_trained,
@@ -278,16 +284,15 @@ def _train_job(train: Any, val: Any, config: TrainConfig, *, method: str,
 
 
 def _zero_phase(models: Sequence[str], train: Any, job: TrainJob, *, executor: Any,
-                prior: Any, cache_dir: str | None, progress: bool) -> ZeroTraining:
-    """Every model tried on one image, then scored without training."""
-    from nctk.extract.preflight import check_models
+                prior: Any, cache_dir: str | None, progress: bool,
+                argv: Sequence[str] | None) -> ZeroTraining:
+    """Every model tried on one image, then scored without training (the rank workflow)."""
     from nctk.scale import ExtractSettings
 
-    check_models(list(models), train, image_size=job.image_size, executor=executor,
-                 trust_checkpoint=job.trust_checkpoint)
     return zero_training(models, train, executor=executor, extract=ExtractSettings(
         image_size=job.image_size, device=job.config.device, cache_dir=cache_dir,
-        trust_checkpoint=job.trust_checkpoint), prior=prior, progress=progress)
+        trust_checkpoint=job.trust_checkpoint), prior=prior, progress=progress,
+        seed=job.config.seed, argv=argv)
 
 
 def prepare(models: Sequence[str], data: Any, *, budget: str | float,
@@ -297,11 +302,13 @@ def prepare(models: Sequence[str], data: Any, *, budget: str | float,
             image_size: int | None = None, trust_checkpoint: bool = False,
             out_dir: str | Path | None = None, executor: Any = None,
             cache_dir: str | None = None, progress: bool = False,
-            zero: ZeroTraining | None = None, timed: bool = True) -> Prepared:
+            zero: ZeroTraining | None = None, timed: bool = True,
+            argv: Sequence[str] | None = None) -> Prepared:
     """Check, score and plan a selection; nothing is trained yet (see :func:`select`).
     ``zero``: the zero-training phase when the caller has scored the pool already (as
     ``nctk demo`` has); it is then not run again. ``timed=False`` skips measuring the
-    seconds per epoch for a budget in runs (the plan's expected time is then unknown)."""
+    seconds per epoch for a budget in runs (the plan's expected time is then unknown).
+    ``argv``: the command line, for the provenance."""
     from nctk.scale import LoopExecutor
 
     config = config or DEFAULT_CONFIG
@@ -325,7 +332,7 @@ def prepare(models: Sequence[str], data: Any, *, budget: str | float,
     started = time.perf_counter()
     if zero is None:
         zero = _zero_phase(models, train, job, executor=executor, prior=prior,
-                           cache_dir=cache_dir, progress=progress)
+                           cache_dir=cache_dir, progress=progress, argv=argv)
     seconds = {"zero_training": time.perf_counter() - started}
     if state.plan is not None:
         chosen = Plan(**{k: v for k, v in state.plan.items() if k != "cost_fraction"})

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 from nctk.errors import InputError
@@ -100,6 +101,12 @@ def halving_cost(candidates: int, rungs: list[int], eta: int) -> int:
     sizes = rung_sizes(candidates, len(rungs), eta)
     return sum(n * (r - prev) for n, r, prev in zip(sizes, rungs, [0, *rungs[:-1]],
                                                     strict=True))
+
+
+def binomial_margin(validation: int) -> Callable[[float], float]:
+    """The standard error of the difference of two independent accuracies near p, each
+    on ``validation`` samples: p -> sqrt(2 p (1 - p) / n)."""
+    return lambda p: math.sqrt(2 * p * (1 - p) / validation)
 
 
 def zero_training_epochs(samples: int, train: int, val: int) -> float:

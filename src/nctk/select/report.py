@@ -5,7 +5,6 @@ rung table and the learning curves of every model trained (one plot, rungs marke
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -63,14 +62,12 @@ def selection_section(selection: Any) -> str:
     return f'<p class="lead">{lead}</p>' + rung_table_html(selection) + figure
 
 
-def write_select_report(path: str | os.PathLike, selection: Any, *,
-                        provenance: Mapping[str, Any] | None = None) -> Path:
-    """Write the report (atomically) and return its path."""
-    from nctk.report import write_report
-
-    return write_report(
+def write_select_report(path: str | os.PathLike, selection: Any) -> Path:
+    """The rank workflow's report of the zero-training phase with the selection section
+    first (atomically); its path."""
+    outcome = selection.zero.outcome
+    outcome.add_section("selection", "Selection by successive halving",
+                        selection_section(selection))
+    return outcome.write_report(
         path, title=f"nctk select: {selection.plan.pool} models, pick {selection.pick}",
-        methods=selection.zero.results, notes=selection.notes, provenance=provenance,
-        prior=selection.zero.prior,
-        sections=[("selection", "Selection by successive halving",
-                   selection_section(selection))])
+        notes=selection.notes)

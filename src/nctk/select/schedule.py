@@ -9,7 +9,10 @@ stop_after=r)``), so a model promoted to rung k has cost r_k epochs in all.
 The rung score of a model is what the caller's ``evaluate`` reports, in ``nctk select``
 the best validation accuracy up to the rung's epoch. Ties (at every rung; with small
 validation sets they are common at the first ones) go to the better zero-training rank,
-i.e. the earlier position in ``order``. A model whose evaluation fails is dropped at that
+i.e. the earlier position in ``order``. With a ``margin``, scores closer than it to the
+cut of a rung (or to the best score, at the last rung) count as ties too (:func:`promote`):
+e.g. the standard error of a difference of two validation accuracies, below which the
+validation data cannot tell two models apart. A model whose evaluation fails is dropped at that
 rung with its reason; the others go on, and the rung promotes its planned count from the
 models that did not fail.
 
@@ -116,8 +119,28 @@ def _score(value: float | Failure | None) -> float | Failure:
     return float(value)
 
 
+def promote(scores: Mapping[str, float], zero_rank: Mapping[str, int], keep: int,
+            margin: Callable[[float], float] | None = None) -> list[str]:
+    """The ``keep`` best models by score, best first; ties go to the better zero rank.
+
+    With ``margin``, a tie is a difference within ``margin(c)`` of the score c of the
+    last model kept (the cut): the models above ``c + margin(c)`` are kept, then those
+    within the margin of the cut in zero-training order. ``margin`` = None or 0: exact ties.
+    """
+    ranked = sorted(scores, key=lambda m: (-scores[m], zero_rank[m]))
+    if margin is None or not ranked:
+        return ranked[:keep]
+    cut = scores[ranked[min(keep, len(ranked)) - 1]]
+    width = margin(cut)
+    above = [m for m in ranked if scores[m] > cut + width]
+    tied = sorted((m for m in ranked if abs(scores[m] - cut) <= width),
+                  key=lambda m: zero_rank[m])
+    return (above + tied)[:keep]
+
+
 def successive_halving(order: Sequence[str], rungs: Sequence[int], eta: int,
-                       evaluate: Evaluate) -> Schedule:
+                       evaluate: Evaluate, *,
+                       margin: Callable[[float], float] | None = None) -> Schedule:
     """Run successive halving (see the module docstring).
 
     Args:
@@ -125,6 +148,8 @@ def successive_halving(order: Sequence[str], rungs: Sequence[int], eta: int,
         rungs: increasing epochs r_0 < ... < r_{K-1}; the last is the full run.
         eta: the halving factor (>= 2).
         evaluate: ``evaluate(epoch, models)`` -> {model: score or :class:`Failure`}.
+        margin: score -> the difference below which two scores are a tie (see
+            :func:`promote`); None: only equal scores tie.
 
     Returns:
         The :class:`Schedule`: every model's scores, where it was dropped, the pick.
@@ -132,8 +157,9 @@ def successive_halving(order: Sequence[str], rungs: Sequence[int], eta: int,
     _check(order, rungs, eta)
     sizes = rung_sizes(len(order), len(rungs), eta)
     rows = {m: Row(m, rank) for rank, m in enumerate(order, start=1)}
+    zero_rank = {m: row.zero_rank for m, row in rows.items()}
     alive = list(order)
-    ranked: list[str] = []
+    kept: list[str] = []
     for k, epoch in enumerate(rungs):
         reported = evaluate(epoch, list(alive))
         for model in alive:
@@ -144,12 +170,13 @@ def successive_halving(order: Sequence[str], rungs: Sequence[int], eta: int,
                 row.failure, row.dropped_at = value.reason, k
             else:
                 row.scores.append(value)
-        ranked = sorted((m for m in alive if rows[m].failure is None),
-                        key=lambda m: (-rows[m].scores[-1], rows[m].zero_rank))
-        if k + 1 < len(rungs):
-            alive = ranked[:sizes[k + 1]]
-            for model in ranked[sizes[k + 1]:]:
+        scores = {m: rows[m].scores[-1] for m in alive if rows[m].failure is None}
+        last = k + 1 == len(rungs)
+        kept = promote(scores, zero_rank, 1 if last else sizes[k + 1], margin)
+        for model in scores:
+            if model not in kept and not last:
                 rows[model].dropped_at = k
-        if not ranked:
+        alive = kept
+        if not kept:
             break
-    return Schedule(list(rungs), sizes, list(rows.values()), ranked[0] if ranked else None)
+    return Schedule(list(rungs), sizes, list(rows.values()), kept[0] if kept else None)

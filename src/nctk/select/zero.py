@@ -1,11 +1,13 @@
 """The zero-training phase of ``nctk select``: every model scored from its (cached)
-features, as ``nctk rank --models`` does, and the pool put in the hybrid order.
+features through the rank workflow, exactly as ``nctk rank --models`` does, and the pool put
+in the hybrid order.
 
-Each model is extracted and scored by :func:`nctk.scale.rank_models` (one unit of work
-per model, through the feature cache, on the loop or Ray executor) with ``recommended``
-(NCTI + ETran, and the prior when there is one) and NCTI; the prior is the one given, else
-the source accuracy every model records (:mod:`nctk.priors`). Models that fail are left
-out with a note.
+:func:`nctk.workflow.rank_model_specs` checks every model on one image, extracts and scores
+it (one unit of work per model, through the feature cache, on the loop or Ray executor)
+with ``recommended`` (NCTI + ETran, and the prior when there is one) and NCTI; the prior is
+the one given, else the source accuracy every model records (:mod:`nctk.priors`). Models
+that fail are left out with a note. The workflow's outcome gives the JSON document, the
+provenance and the report that ``nctk select`` extends with its own keys and section.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nctk.errors import InputError
-from nctk.priors import Prior, resolve_prior
+from nctk.priors import Prior
 from nctk.select.shortlist import hybrid_order, ranking
 
 #: The zero-training methods: the first orders the shortlist with the prior.
@@ -36,7 +38,8 @@ class ZeroTraining:
         notes: what the reader should know (failures, a missing prior).
         samples: N, the labelled images scored; ``labels`` their (N,) labels.
         seconds: wall-clock seconds of the phase.
-        records: the models' :class:`~nctk.scale.ModelRecord`.
+        outcome: the rank workflow's :class:`~nctk.workflow.RankingOutcome` (None when
+            the pool was scored elsewhere, as by ``nctk demo``).
     """
 
     order: list[str]
@@ -47,12 +50,8 @@ class ZeroTraining:
     notes: list[str] = field(default_factory=list)
     samples: int = 0
     seconds: float = 0.0
-    records: list[Any] = field(default_factory=list, repr=False)
     labels: Any = field(default=None, repr=False)
-
-    def rank_of(self, model: str) -> int:
-        """1-based position in the hybrid order."""
-        return self.order.index(model) + 1
+    outcome: Any = field(default=None, repr=False)
 
     def top(self, method: str) -> str:
         """The first model of ``method`` (``prior``: the prior's best)."""
@@ -69,46 +68,42 @@ class ZeroTraining:
 
 
 def zero_training(specs: Sequence[str], dataset: Any, *, executor: Any, extract: Any,
-                  prior: str | Mapping[str, float] | None = None, progress: bool = False
-                  ) -> ZeroTraining:
-    """Score every model of ``specs`` on ``dataset`` and order the pool (module docstring).
+                  prior: str | Mapping[str, float] | None = None, progress: bool = False,
+                  seed: int = 0, argv: Sequence[str] | None = None) -> ZeroTraining:
+    """Check, score and order every model of ``specs`` on ``dataset`` (module docstring).
 
     Args:
         specs: model specs (``NAME=SPEC`` names one).
         dataset: the labelled images (:class:`~nctk.extract.LabelledImages`).
-        executor: an entered loop or Ray executor (:mod:`nctk.scale`).
+        executor: a loop or Ray executor (:mod:`nctk.scale`), entered or not.
         extract: :class:`~nctk.scale.ExtractSettings` (cache, device, image size).
         prior: a ``{model: value}`` JSON path or mapping; None: the recorded one.
         progress: show the progress bar of the models.
+        seed, argv: for the provenance.
 
     Raises:
-        InputError: fewer than two models scored.
+        InputError: a model fails its check, or fewer than two models scored.
     """
-    from nctk.scale import rank_models
+    from nctk.transfer.registry import get_method
+    from nctk.workflow import rank_model_specs
 
     started = time.perf_counter()
-    run = rank_models(list(specs), dataset, list(METHODS), executor=executor,
-                      extract=extract, progress=progress)
-    failures = {r.spec: r.error for r in run.failures}
-    notes = [f"left out {spec}: {error}" for spec, error in failures.items()] + run.notes
-    if len(run.records) < 2:
-        raise InputError(f"{len(run.records)} of {len(specs)} models could be scored; "
+    if isinstance(prior, Mapping):
+        from nctk.transfer.recommended import check_prior
+
+        prior = Prior(check_prior(prior, list(prior)), "given")
+    outcome = rank_model_specs(list(specs), dataset, [get_method(m) for m in METHODS],
+                               executor=executor, extract=extract, prior=prior, seed=seed,
+                               progress=progress, argv=argv)
+    notes = [f"left out {spec}: {error}" for spec, error in outcome.failed.items()]
+    if len(outcome.models) < 2:
+        raise InputError(f"{len(outcome.models)} of {len(specs)} models could be scored; "
                          "selection needs at least 2" + (f" ({notes[0]})" if notes else ""),
                          parameter="models")
-    resolved, note = _prior(prior, run.records)
-    notes += [note] if note else []
-    results = dict(run.results)
-    if resolved is not None:
-        from nctk.transfer.ranking import combine_terms
-        from nctk.transfer.registry import get_method
-
-        results["recommended"] = combine_terms(
-            get_method("recommended"), {r.name: r.terms["recommended"] for r in run.records},
-            results["recommended"].seconds, prior=resolved.values)
-    zero = ordered(results, {r.name: r.spec for r in run.records}, resolved,
-                   labels=dataset.label_values(), notes=notes)
-    zero.failures, zero.seconds = failures, time.perf_counter() - started
-    zero.records = run.records
+    zero = ordered(outcome.results, outcome.provenance["models"], outcome.prior,
+                   labels=outcome.labels, notes=notes + outcome.notes)
+    zero.failures, zero.seconds, zero.outcome = (dict(outcome.failed),
+                                                 time.perf_counter() - started, outcome)
     return zero
 
 
@@ -122,16 +117,6 @@ def ordered(results: Mapping[str, Any], specs: Mapping[str, str], prior: Prior |
         notes.append("no prior: the shortlist follows recommended (NCTI + ETran) alone")
     order = hybrid_order(results["recommended"].ranking,
                          ranking(prior.values) if prior is not None else None)
-    return ZeroTraining(order, dict(specs), {m: results[m] for m in METHODS}, prior,
-                        notes=notes, samples=len(labels), labels=labels)
-
-
-def _prior(prior: str | Mapping[str, float] | None, records: Sequence[Any]
-           ) -> tuple[Prior | None, str | None]:
-    """The prior given (a path or a mapping), else the recorded one; with its note."""
-    if isinstance(prior, Mapping):
-        from nctk.transfer.recommended import check_prior
-
-        names = [r.name for r in records]
-        return Prior(check_prior(prior, names), "given"), None
-    return resolve_prior(prior, records)
+    return ZeroTraining(order, {m: specs[m] for m in order},
+                        {m: results[m] for m in METHODS}, prior, notes=notes,
+                        samples=len(labels), labels=labels)
