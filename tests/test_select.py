@@ -127,6 +127,8 @@ def test_another_selection_in_the_same_folder_is_an_input_error(data, tmp_path):
     other = dataclasses.replace(CONFIG, lr=0.01)
     with pytest.raises(InputError, match="these differ: config"):
         prepare(list(MODELS), data, **options(tmp_path, config=other))
+    with pytest.raises(InputError, match="these differ: ties"):
+        prepare(list(MODELS), data, **options(tmp_path, ties="noise"))
 
 
 def test_explicit_validation_data(data, tmp_path):
@@ -142,6 +144,7 @@ def test_settings_that_cannot_select_are_input_errors(data, tmp_path):
                           ({"method": "layer"}, "needs a unit"),
                           ({"method": "full", "unit": 2}, "takes no unit"),
                           ({"eta": 1}, "eta must be an integer >= 2"),
+                          ({"ties": "loose"}, "unknown tie rule 'loose'"),
                           ({"budget": "0"}, "must be > 0"),
                           ({"config": dataclasses.replace(CONFIG, val_fraction=0.0)},
                            "validation fraction > 0")):
@@ -158,3 +161,15 @@ def test_a_wall_time_budget_is_turned_into_model_epochs_with_measured_steps(data
     assert plan.shortlist == 4  # ten minutes buy every model of this tiny pool
     with pytest.raises(InputError, match=r"0.001 s is too small.*a budget of at least \d+s"):
         prepare(list(MODELS), data, **options(tmp_path / "b", budget="0.001s"))
+
+
+def test_noise_ties_replay_with_the_binomial_margin(data, tmp_path):
+    from nctk.select.budget import binomial_margin
+
+    chosen = select(list(MODELS), data, **options(tmp_path, ties="noise", budget="4"))
+    curves = chosen.curves
+    plan = chosen.plan
+    replay = successive_halving(chosen.zero.order[:plan.shortlist], plan.rungs, plan.eta,
+                                lambda e, ms: {m: max(curves[m][:e]) for m in ms},
+                                margin=binomial_margin(chosen.val_samples))
+    assert replay.to_json() == chosen.schedule.to_json()

@@ -44,6 +44,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--eta", type=types.integer(2), default=3,
                         help="halving factor: rungs at E/eta^k epochs, 1/eta promoted "
                              "(default 3)")
+    parser.add_argument("--ties", choices=("exact", "noise"), default="exact",
+                        help="which rung scores tie (ties go to the better zero-training "
+                             "rank): exact (equal scores, the default) or noise (within the "
+                             "standard error of a difference of two validation accuracies)")
     parser.add_argument("--method", choices=METHODS, default="full",
                         help="fine-tuning method (default full)")
     parser.add_argument("--unit", help="unit number (1-based) or name for layer/scl")
@@ -110,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
             prior=args.prior, image_size=args.image_size,
             trust_checkpoint=args.trust_checkpoint, out_dir=args.out, executor=executor,
             cache_dir=None if args.no_cache else (args.cache_dir or default_cache_dir()),
-            progress=not args.no_progress, argv=args.argv)
+            progress=not args.no_progress, argv=args.argv, ties=args.ties)
         print(plan_lines(prepared), flush=True)
         try:
             if args.schedule == "asha":

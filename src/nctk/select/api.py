@@ -38,6 +38,9 @@ from nctk.select.zero import ZeroTraining, zero_training
 PICK_NAME = "pick.pt"
 #: The models' checkpoint folders in the output folder.
 RUNS_NAME = "runs"
+#: How rung scores tie (see :func:`prepare`), and the default.
+TIES = ("exact", "noise")
+DEFAULT_TIES = "exact"
 #: ``nctk select``'s validation share (``finetune``'s own default is 0.1).
 DEFAULT_CONFIG = TrainConfig(epochs=10, val_fraction=0.2)
 
@@ -100,6 +103,7 @@ class Prepared:
     out_dir: Path | None
     seconds: dict[str, float]
     resumed: int = 0
+    ties: str = "exact"
     #: the temporary folder of the checkpoints without ``out_dir`` (removed with this)
     scratch: Any = field(default=None, repr=False)
 
@@ -110,8 +114,12 @@ class Prepared:
     def run(self) -> Selection:
         """Successive halving on the shortlist, then the pick's weights (module docstring)."""
         started = time.perf_counter()
+        from nctk.select.budget import binomial_margin
+        from nctk.select.trials import validation_size
+
+        margin = binomial_margin(validation_size(self.job)) if self.ties == "noise" else None
         schedule = successive_halving(self.shortlist, self.plan.rungs, self.plan.eta,
-                                      self._evaluate)
+                                      self._evaluate, margin=margin)
         self.seconds["fine_tuning"] = time.perf_counter() - started
         return self.finish(schedule)
 
@@ -175,8 +183,12 @@ def save_pick(job: TrainJob, name: str, spec: str, path: Path) -> Path:
 
 
 def check_settings(method: str, unit: int | str | None, eta: int, config: TrainConfig,
-                   has_val_data: bool) -> None:
-    """Raise :class:`InputError` for a method, unit, eta or split that cannot select."""
+                   has_val_data: bool, ties: str = DEFAULT_TIES) -> None:
+    """Raise :class:`InputError` for a method, unit, eta, tie rule or split that cannot
+    select."""
+    if ties not in TIES:
+        raise InputError(f"unknown tie rule {ties!r}; choose one of {', '.join(TIES)}",
+                         parameter="ties")
     if method not in METHODS:
         raise InputError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}",
                          parameter="method")
@@ -259,7 +271,7 @@ def _dataset(data: Any, split: str | None) -> Any:
 
 
 def identity(specs: Sequence[str], train: Any, val: Any, job: TrainJob, eta: int,
-             budget: Budget, prior: Any) -> dict[str, Any]:
+             budget: Budget, prior: Any, ties: str) -> dict[str, Any]:
     """What a resumed selection must share with the interrupted one."""
     config = dataclasses.asdict(job.config)
     for volatile in ("progress", "device", "amp", "eval_batch_size"):
@@ -269,7 +281,7 @@ def identity(specs: Sequence[str], train: Any, val: Any, job: TrainJob, eta: int
             "method": job.method, "unit": job.unit, "unit_names": job.unit_names,
             "config": config, "eta": eta, "budget": dataclasses.asdict(budget),
             "prior": prior if isinstance(prior, str | None) else dict(prior),
-            "image_size": job.image_size}
+            "image_size": job.image_size, "ties": ties}
 
 
 def _train_job(train: Any, val: Any, config: TrainConfig, *, method: str,
@@ -303,16 +315,18 @@ def prepare(models: Sequence[str], data: Any, *, budget: str | float,
             out_dir: str | Path | None = None, executor: Any = None,
             cache_dir: str | None = None, progress: bool = False,
             zero: ZeroTraining | None = None, timed: bool = True,
-            argv: Sequence[str] | None = None) -> Prepared:
+            argv: Sequence[str] | None = None, ties: str = DEFAULT_TIES) -> Prepared:
     """Check, score and plan a selection; nothing is trained yet (see :func:`select`).
     ``zero``: the zero-training phase when the caller has scored the pool already (as
     ``nctk demo`` has); it is then not run again. ``timed=False`` skips measuring the
     seconds per epoch for a budget in runs (the plan's expected time is then unknown).
-    ``argv``: the command line, for the provenance."""
+    ``argv``: the command line, for the provenance. ``ties``: ``exact`` (only equal rung
+    scores tie) or ``noise`` (scores within the standard error of a difference of two
+    validation accuracies tie); ties go to the better zero-training rank."""
     from nctk.scale import LoopExecutor
 
     config = config or DEFAULT_CONFIG
-    check_settings(method, unit, eta, config, val_data is not None)
+    check_settings(method, unit, eta, config, val_data is not None, ties)
     parsed = parse_budget(budget)
     train, val = _dataset(data, "train"), (_dataset(val_data, None)
                                            if val_data is not None else None)
@@ -328,26 +342,35 @@ def prepare(models: Sequence[str], data: Any, *, budget: str | float,
                      runs=runs, image_size=image_size, trust_checkpoint=trust_checkpoint,
                      remote=getattr(executor, "remote", False))
     state = SelectState.open(out / STATE_NAME if out is not None else None,
-                             identity(models, train, val, job, eta, parsed, prior))
+                             identity(models, train, val, job, eta, parsed, prior, ties))
     started = time.perf_counter()
     if zero is None:
         zero = _zero_phase(models, train, job, executor=executor, prior=prior,
                            cache_dir=cache_dir, progress=progress, argv=argv)
     seconds = {"zero_training": time.perf_counter() - started}
-    if state.plan is not None:
-        chosen = Plan(**{k: v for k, v in state.plan.items() if k != "cost_fraction"})
-    elif parsed.runs is not None and not timed:
-        chosen = plan(parsed, pool=len(zero.order), epochs=config.epochs, eta=eta,
-                      samples=len(train), train=n_train, val=n_val)
-    else:
-        started = time.perf_counter()
-        chosen = measured_plan(parsed, zero, job, eta=eta, samples=len(train),
-                               train=n_train, val=n_val)
-        seconds["timing"] = time.perf_counter() - started
+    chosen = _committed_plan(state, parsed, zero, job, eta=eta, timed=timed, seconds=seconds,
+                             sizes=(len(train), n_train, n_val))
     runs.mkdir(parents=True, exist_ok=True)
     state.commit(chosen.to_json(), zero.order)
     return Prepared(zero, chosen, job, state, executor, out, seconds,
-                    resumed=len(state.results), scratch=scratch)
+                    resumed=len(state.results), scratch=scratch, ties=ties)
+
+
+def _committed_plan(state: SelectState, budget: Budget, zero: ZeroTraining, job: TrainJob,
+                    *, eta: int, timed: bool, seconds: dict[str, float],
+                    sizes: tuple[int, int, int]) -> Plan:
+    """The plan an interrupted run committed to, else a new one (timed unless ``timed``
+    is False and the budget is in runs; the timing's seconds go to ``seconds``)."""
+    samples, train, val = sizes
+    if state.plan is not None:
+        return Plan(**{k: v for k, v in state.plan.items() if k != "cost_fraction"})
+    if budget.runs is not None and not timed:
+        return plan(budget, pool=len(zero.order), epochs=job.config.epochs, eta=eta,
+                    samples=samples, train=train, val=val)
+    started = time.perf_counter()
+    chosen = measured_plan(budget, zero, job, eta=eta, samples=samples, train=train, val=val)
+    seconds["timing"] = time.perf_counter() - started
+    return chosen
 
 
 def select(models: Sequence[str], data: Any, *, budget: str | float, **options: Any
