@@ -43,7 +43,7 @@ CASES = [
     ("finetune", "--image-size", "0"), ("finetune", "--probe-epochs", "0"),
     ("finetune", "--sweep-units", "0"), ("finetune", "--scarcity", "10,x"),
     ("finetune", "--auto-candidates", "-1"), ("finetune", "--seed", "-1"),
-    ("demo", "--seed", "-1"),
+    ("demo", "--seed", "-1"), ("demo", "--select-budget", "0"),
 ]
 
 

@@ -21,7 +21,7 @@ def demo_out(tmp_path_factory):
     pytest.importorskip("torchvision")  # extraction needs the vision extra
     out = tmp_path_factory.mktemp("demo")
     assert main(["demo", "--out", str(out), "--models", MODELS, "--methods",
-                 "ncti,logme,leep,hscore"]) == 0
+                 "ncti,logme,leep,hscore", "--no-select"]) == 0
     return out
 
 
@@ -93,7 +93,7 @@ def test_demo_ranks_with_the_shipped_source_accuracies_as_prior(tmp_path, capsys
             for m in json.loads((ASSETS / "pool.json").read_text())["models"]}
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), "--models", ",".join(models), "--methods",
-                 "recommended", "--no-report"]) == 0
+                 "recommended", "--no-report", "--no-select"]) == 0
     data = json.loads((out / "demo.json").read_text())
     assert data["prior"]["values"] == {m: info[m] for m in models}
     assert data["prior"]["evaluation"]["weighted_tau"] == pytest.approx(

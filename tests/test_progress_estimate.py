@@ -81,7 +81,7 @@ def test_long_commands_show_progress_on_a_terminal_and_not_with_quiet(
 
 def test_demo_shows_progress_of_the_extraction(monkeypatch, tmp_path, capsys):
     argv = ["demo", "--models", "cnn_small,mlp", "--methods", "logme,ncti", "--no-report",
-            "--out", str(tmp_path / "d")]
+            "--no-select", "--out", str(tmp_path / "d")]
     err = _stderr_of(monkeypatch, argv)
     assert "extracting" in err
     assert "extracting" not in _stderr_of(monkeypatch, [*argv, "--quiet"])

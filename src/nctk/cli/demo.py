@@ -47,6 +47,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="seed for seeded methods (default: 0)")
     parser.add_argument("--quiet", "--no-progress", dest="quiet", action="store_true",
                         help="no progress bars (they are shown on a terminal only anyway)")
+    parser.add_argument("--select-budget", type=types.positive_float, default=2.0,
+                        metavar="B", help="budget of the closing nctk select step, in "
+                        "fine-tuning runs of the average model (default: 2.0)")
+    parser.add_argument("--no-select", action="store_true",
+                        help="skip the closing nctk select step (fine-tuning)")
     parser.set_defaults(func=run)
 
 
@@ -63,7 +68,9 @@ def run(args: argparse.Namespace) -> int:
                       progress=not args.quiet, argv=args.argv)
     story = provenance(result.info, len(result.pool[0].labels))
     print_summary(result, story, args.flags)
-    written = write_outputs(result, story, Path(args.out), report=not args.no_report)
+    selection = None if args.no_select else select_step(result, args)
+    written = write_outputs(result, story, Path(args.out), report=not args.no_report,
+                            selection=selection)
     print_notes(result.outcome.notes, written, flags=args.flags)
     print(f"\nre-rank the saved features: nctk rank {written[1]}/*.npz --method all "
           f"--ground-truth {written[2]}")
@@ -90,12 +97,40 @@ def print_summary(result: Any, story: list[str], flags: dict[str, str]) -> None:
     print("\n" + in_flags(outcome.advice, flags))
 
 
-def write_outputs(result: Any, story: list[str], out: Path, *, report: bool) -> list[Path]:
+def select_step(result: Any, args: argparse.Namespace) -> Any:
+    """The closing ``nctk select`` on the pool, at ``--select-budget``: the plan, the rung
+    table, the pick beside the true best; the :class:`~nctk.select.api.Selection`."""
+    from nctk.cli.select import plan_lines, result_text
+    from nctk.demo.selection import select_demo
+
+    started = time.perf_counter()
+    selection = select_demo(result, budget=args.select_budget, progress=not args.quiet)
+    result.seconds["select"] = time.perf_counter() - started
+    truth = result.outcome.truth
+    best = max(truth, key=truth.get)
+    print(f"\nnctk select: which model to fine-tune, spending {args.select_budget:g} "
+          f"fine-tuning runs of {selection.plan.epochs} epochs (the ground truth's recipe)")
+    print(plan_lines(selection.plan, selection.zero) + "\n\n" + result_text(selection))
+    print(f"true best: {best} ({fmt_number(truth[best], 4)}); the pick "
+          f"{selection.pick} ({fmt_number(truth[selection.pick], 4)}), regret "
+          f"{100 * (truth[best] - truth[selection.pick]):.2f} points")
+    return selection
+
+
+def write_outputs(result: Any, story: list[str], out: Path, *, report: bool,
+                  selection: Any = None) -> list[Path]:
     """``demo.json``, the feature files, the ground truth and (``report``) the report, in
-    ``out``; the paths written, in that order."""
+    ``out``; the paths written, in that order. With a ``selection``, demo.json holds it
+    under ``selection`` and the report gets its section."""
     from nctk.demo.assets import GROUND_TRUTH, asset
 
     outcome = result.outcome
+    if selection is not None:
+        from nctk.select.report import selection_section
+
+        outcome.add_json("selection", selection.to_json())
+        outcome.add_section("selection", "Selection by successive halving",
+                            selection_section(selection))
     features = out / FEATURES
     features.mkdir(parents=True, exist_ok=True)
     for file in result.pool:

@@ -115,7 +115,10 @@ def run(args: argparse.Namespace) -> int:
             trust_checkpoint=args.trust_checkpoint, out_dir=args.out, executor=executor,
             cache_dir=None if args.no_cache else (args.cache_dir or default_cache_dir()),
             progress=not args.no_progress, argv=args.argv, ties=args.ties)
-        print(plan_lines(prepared), flush=True)
+        print(plan_lines(prepared.plan, prepared.zero), flush=True)
+        if prepared.resumed:
+            print(f"resuming: {prepared.resumed} rung results from {prepared.state.path}",
+                  flush=True)
         try:
             if args.schedule == "asha":
                 from nctk.select.asha import run_asha
@@ -132,17 +135,16 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def plan_lines(prepared: Any) -> str:
+def plan_lines(plan: Any, zero: Any) -> str:
     """The plan, before any training: shortlist, rungs, cost, expected time."""
     from nctk.finetune.estimate import format_duration
 
-    plan, zero = prepared.plan, prepared.zero
     rungs = ", ".join(f"{r} ({n} model{'s' if n > 1 else ''})"
                       for r, n in zip(plan.rungs, plan.sizes, strict=True))
     lines = [f"nctk select: {plan.pool} models scored without training in "
              f"{zero.seconds:.1f} s; shortlist of {plan.shortlist} ("
              + ("hybrid of recommended and the prior" if zero.prior else "recommended")
-             + f"): {', '.join(prepared.shortlist)}",
+             + f"): {', '.join(zero.order[:plan.shortlist])}",
              f"plan: rungs at epochs {rungs}; {plan.halving_epochs} model-epochs of "
              f"fine-tuning + {plan.zero_epochs:.2f} for the zero-training phase = "
              f"{plan.cost_fraction:.1%} of brute force ({plan.pool} models x {plan.epochs} "
@@ -152,9 +154,6 @@ def plan_lines(prepared: Any) -> str:
         lines.append(f"expected time: about {expected} on this machine "
                      f"({plan.epoch_seconds:.2g} s per epoch of the average model, "
                      "measured now)")
-    if prepared.resumed:
-        lines.append(f"resuming: {prepared.resumed} rung results from "
-                     f"{prepared.state.path}")
     return "\n".join(lines)
 
 

@@ -16,7 +16,7 @@ from typing import Any
 #: The demo's budget: E-epoch fine-tuning runs of the average model (of the 9-model pool).
 DEMO_BUDGET = 2.0
 #: The fine-tuning recipe when ``pool.json`` records none (the zoo's, benchmarks/).
-DEFAULT_RECIPE = {"epochs": 9, "lr": 0.05, "batch_size": 64, "val_fraction": 0.2,
+DEFAULT_RECIPE = {"epochs": 9, "lr": 0.02, "batch_size": 64, "val_fraction": 0.2,
                   "selection_seed": 0}
 
 
@@ -30,7 +30,8 @@ def recipe_config(info: dict[str, Any], *, progress: bool = False) -> Any:
                        seed=recipe["selection_seed"], device="cpu", progress=progress)
 
 
-def select_demo(result: Any, *, budget: float = DEMO_BUDGET, progress: bool = False) -> Any:
+def select_demo(result: Any, *, budget: float = DEMO_BUDGET, ties: str = "exact",
+                progress: bool = False) -> Any:
     """Select from the demo pool of ``result`` (a :class:`~nctk.demo.run.DemoResult`);
     the :class:`~nctk.select.api.Selection`."""
     from nctk.select.api import prepare
@@ -38,14 +39,16 @@ def select_demo(result: Any, *, budget: float = DEMO_BUDGET, progress: bool = Fa
     from nctk.transfer.ranking import rank_pool_methods
     from nctk.transfer.registry import get_method
 
-    results = {m: result.methods[m] for m in METHODS if m in result.methods}
+    outcome = result.outcome
+    results = {m: outcome.results[m] for m in METHODS if m in outcome.results}
     if len(results) < len(METHODS):  # the demo ran other methods: score these two now
-        prior = {"prior": result.prior.values} if result.prior else {}
+        prior = {"prior": outcome.prior.values} if outcome.prior else {}
         results = rank_pool_methods(result.pool, [get_method(m) for m in METHODS],
                                     {"recommended": prior, "ncti": {}})
     specs = {f.name: f"demo:{f.name}" for f in result.pool}
-    zero = ordered(results, specs, result.prior, labels=result.pool[0].labels)
+    zero = ordered(results, specs, outcome.prior, labels=result.pool[0].labels)
+    zero.seconds = result.seconds.get("extract", 0.0) + result.seconds.get("rank", 0.0)
     prepared = prepare(list(specs.values()), "demo:target", budget=budget,
                        config=recipe_config(result.info, progress=progress), zero=zero,
-                       timed=False)
+                       timed=False, ties=ties)
     return prepared.run()
