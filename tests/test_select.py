@@ -143,6 +143,7 @@ def test_settings_that_cannot_select_are_input_errors(data, tmp_path):
     for kwargs, match in (({"method": "xyz"}, "unknown method 'xyz'"),
                           ({"method": "layer"}, "needs a unit"),
                           ({"method": "full", "unit": 2}, "takes no unit"),
+                          ({"method": "scl", "unit": "auto"}, "give its number or name"),
                           ({"eta": 1}, "eta must be an integer >= 2"),
                           ({"ties": "loose"}, "unknown tie rule 'loose'"),
                           ({"budget": "0"}, "must be > 0"),
@@ -173,3 +174,13 @@ def test_noise_ties_replay_with_the_binomial_margin(data, tmp_path):
                                 lambda e, ms: {m: max(curves[m][:e]) for m in ms},
                                 margin=binomial_margin(chosen.val_samples))
     assert replay.to_json() == chosen.schedule.to_json()
+
+
+def test_layer_fine_tuning_of_one_unit_of_every_model(data, tmp_path):
+    import torch
+
+    chosen = select(list(MODELS[:2]), data, **options(tmp_path, method="layer", unit=2,
+                                                     budget="5"))
+    assert chosen.pick in ("cnn_small", "mlp") and chosen.plan.shortlist == 2
+    saved = torch.load(chosen.weights, weights_only=True)
+    assert saved["method"] == "layer" and saved["unit"] != "-"

@@ -194,6 +194,9 @@ def check_settings(method: str, unit: int | str | None, eta: int, config: TrainC
                          parameter="method")
     if method in ("layer", "scl") and unit is None:
         raise InputError(f"method {method!r} needs a unit", parameter="unit")
+    if unit == "auto":
+        raise InputError("select tunes one unit of every model: give its number or name "
+                         "('auto' probes units of one model: nctk finetune)", parameter="unit")
     if method in ("lp", "full") and unit is not None:
         raise InputError(f"method {method!r} takes no unit", parameter="unit")
     if isinstance(eta, bool) or not isinstance(eta, int) or eta < 2:
