@@ -83,13 +83,16 @@ def test_the_weights_are_read_with_weights_only(monkeypatch, lite0):
     assert calls == [True]
 
 
+@pytest.mark.slow
 def test_imagenet_predictions_on_real_images_make_sense(lite0):
     """The official (x - 127) / 128 preprocessing gives sensible ImageNet classes for real
     pictures of dogs, frogs, horses, ships and trucks more often than the ImageNet mean/std
-    does (benchmarks/README.md has the same check on 300 CIFAR-10 test images)."""
+    does (benchmarks/README.md has the same check on 300 CIFAR-10 test images). 40 images
+    per class: on the shipped target's first 8 per class the two tie (0.475 each); on 40
+    per class they give 0.555 and 0.435 (lite0, this fixture, float32 CPU)."""
     data = load_dataset("demo:target")
     picked = [i for code in range(len(data.classes))
-              for i in np.flatnonzero(data.labels == code)[:8]]
+              for i in np.flatnonzero(data.labels == code)[:40]]
     images = [data.read_image(int(i)) for i in picked]
     names = [str(data.classes[data.labels[i]]) for i in picked]
     module = lite0.module.eval()
@@ -102,8 +105,8 @@ def test_imagenet_predictions_on_real_images_make_sense(lite0):
 
     official = sensible_share(lite0.transform)
     imagenet = sensible_share(_with_normalisation(IMAGENET_MEAN, IMAGENET_STD))
-    assert official >= 0.45
-    assert official > imagenet + 0.1
+    assert official >= 0.5
+    assert official > imagenet + 0.06
 
 
 def _with_normalisation(mean, std):
