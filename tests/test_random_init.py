@@ -131,3 +131,33 @@ def test_collapse_flags_a_random_model_too(tmp_path, capsys):
                  "--json", str(tmp_path / "nc.json")]) == 0
     assert "not pre-trained: lite0.none" in capsys.readouterr().err
     assert json.loads((tmp_path / "nc.json").read_text())["random_init"] == ["lite0.none"]
+
+
+@pytest.mark.parametrize("analysis", ["timing", "fewshot", "ablation"])
+def test_analyze_flags_a_random_model_too(tmp_path, capsys, analysis):
+    import json
+
+    from nctk.cli import main
+
+    rng = np.random.default_rng(3)
+    labels = np.repeat(np.arange(3), 10)
+    files = {"trained": rng.normal(size=(30, 4)) + labels[:, None],
+             "other": rng.normal(size=(30, 4)) + 0.5 * labels[:, None],
+             "lite0.none": rng.normal(size=(30, 4))}
+    for name, features in files.items():
+        save_feature_file(tmp_path / f"{name}.npz", features, labels,
+                          random_init=name.endswith(".none"))
+    (tmp_path / "gt.json").write_text(json.dumps({"trained": 80, "other": 70,
+                                                  "lite0.none": 40}))
+    options = {"timing": ["--method", "ncti", "--repeat", "1", "--quiet"],
+               "fewshot": ["--method", "ncti", "--shots", "5", "--repeats", "2"],
+               "ablation": []}[analysis]
+    command = ["analyze", analysis, *(str(tmp_path / f"{n}.npz") for n in files),
+               "--ground-truth", str(tmp_path / "gt.json"), *options]
+    assert main([*command, "--json", str(tmp_path / "out.json")]) == 0
+    assert "not pre-trained: lite0.none" in capsys.readouterr().err
+    assert json.loads((tmp_path / "out.json").read_text())["random_init"] == ["lite0.none"]
+    trained_only = [c for c in command if "lite0.none" not in c]
+    assert main([*trained_only, "--json", str(tmp_path / "plain.json")]) == 0
+    assert "randomly initialised" not in capsys.readouterr().err
+    assert "random_init" not in json.loads((tmp_path / "plain.json").read_text())

@@ -26,7 +26,7 @@ from nctk.io import FeatureFile, load_feature_file, load_ground_truth, load_pool
 from nctk.paths import Input, Output, check_outputs
 from nctk.priors import Prior, load_prior, resolve_prior
 from nctk.validation import encode_labels
-from nctk.workflow import RECOMMENDED, check_labels, method_options, prior_phrase
+from nctk.workflow import RECOMMENDED, check_labels, method_options, prior_phrase, random_init_notes
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -139,12 +139,16 @@ def _options(args: argparse.Namespace, methods: list[Any], prior: Prior | None
 
 def _finish(args: argparse.Namespace, text: str, result: dict[str, Any],
             pool: list[FeatureFile], prior: Prior | None = None, notes: list[str] = ()) -> int:
-    """Print ``text`` and the ``notes``; with ``--json`` write the result, the prior and the
-    ``provenance`` record."""
+    """Print ``text`` and the ``notes`` (first the randomly initialised models of the pool,
+    as ``rank`` and ``collapse`` flag them); with ``--json`` write the result, the prior,
+    ``random_init`` (those models, when there are any) and the ``provenance`` record."""
+    random_init = [f.name for f in pool if f.random_init]
     print(text)
-    print_notes(notes, flags=args.flags)
+    print_notes([*random_init_notes(random_init), *notes], flags=args.flags)
     if prior is not None:
         result = {**result, "prior": prior.to_json()}
+    if random_init:
+        result = {**result, "random_init": random_init}
     if args.json:
         from nctk.provenance import provenance
 
