@@ -34,6 +34,7 @@ import argparse
 import io
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -51,16 +52,23 @@ def load() -> str:
     return f"load {os.getloadavg()[0]:.1f}"
 
 
-def nctk(args: list[str], work: Path) -> tuple[str, str, float]:
-    """Run ``python -m nctk ARGS`` from ``work``; (stdout, stderr, seconds). Exits on error."""
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def nctk(args: list[str], work: Path) -> tuple[str, str, float, float]:
+    """Run ``python -m nctk ARGS`` from ``work``; (stdout, stderr, wall seconds, CPU seconds
+    of the command: user + system, which a loaded machine inflates far less than the wall
+    time). Exits on error."""
     command = [sys.executable, "-m", "nctk", *args]
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), _children_cpu()
     done = subprocess.run(command, cwd=work, capture_output=True, text=True, check=False)
-    seconds = time.perf_counter() - started
-    print(f"$ nctk {' '.join(args)}   [{seconds:.1f} s, {load()}]", flush=True)
+    seconds, cpu = time.perf_counter() - started, _children_cpu() - cpu
+    print(f"$ nctk {' '.join(args)}   [{seconds:.1f} s, CPU {cpu:.1f} s, {load()}]", flush=True)
     if done.returncode != 0:
         sys.exit(f"failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
-    return done.stdout, done.stderr, seconds
+    return done.stdout, done.stderr, seconds, cpu
 
 
 def write_target(work: Path, train: int, test: int, classes: tuple[str, ...]) -> None:
@@ -89,9 +97,9 @@ def specs(random: bool = True) -> list[str]:
 def section_extract(work: Path) -> dict:
     common = ["--models", ",".join(specs()), "--cache-dir", "cache", "--no-progress",
               "--batch-size", "25"]
-    _, _, train_s = nctk(["extract", *common, "--data", "npz:train.npz", "--layers", "all",
+    _, _, train_s, _ = nctk(["extract", *common, "--data", "npz:train.npz", "--layers", "all",
                           "--out", "train"], work)
-    _, _, test_s = nctk(["extract", *common, "--data", "npz:test.npz", "--out", "test"], work)
+    _, _, test_s, _ = nctk(["extract", *common, "--data", "npz:test.npz", "--out", "test"], work)
     return {"train_seconds": train_s, "test_seconds": test_s}
 
 
@@ -144,34 +152,43 @@ def _write_truth(work: Path, kind: str, accuracy: dict[str, float]) -> None:
         json.dumps({n: 100 * accuracy[n] for n in VARIANTS}))
 
 
+def _finetune_run(work: Path, spec: str, seed: int, epochs: int, out: str) -> dict:
+    """One full fine-tuning run (batch 10, SGD lr 0.01 cosine to 1e-4, no validation split):
+    its test accuracy, the training's own seconds (``result.json``) and the command's wall and
+    CPU seconds (model loading, the time estimate's step and the evaluations included; kept in
+    ``command.json`` beside the result, so that a finished run is read back, not run again)."""
+    timing = work / out / "command.json"
+    if not (work / out / "result.json").is_file():
+        _, _, seconds, cpu = nctk(["finetune", "--model", spec, "--data", "npz:train.npz",
+                                   "--test-data", "npz:test.npz", "--method", "full",
+                                   "--epochs", str(epochs), "--batch-size", "10", "--lr",
+                                   "0.01", "--lr-min", "0.0001", "--val-fraction", "0",
+                                   "--seed", str(seed), "--no-progress", "--out", out], work)
+        timing.write_text(json.dumps({"wall_seconds": seconds, "cpu_seconds": cpu,
+                                      "load_after": os.getloadavg()[0]}))
+    result = json.loads((work / out / "result.json").read_text())
+    command = json.loads(timing.read_text()) if timing.is_file() else {}
+    return {"seed": seed, "test_accuracy": result["results"][0]["test_accuracy"],
+            "train_accuracy": result["results"][0]["history"][-1]["train_accuracy"],
+            "epochs": result["config"]["epochs"], "seconds": result["seconds"], **command}
+
+
 def section_finetune(work: Path, seeds: list[int], epochs: int, random: bool) -> dict:
     """Full fine-tuning of each pre-trained model per seed (and of each random one with the
     first seed when ``random``); a run whose result exists is read back, not run again."""
     runs = {}
     for spec, name in zip(specs(random), names(random), strict=True):
         for seed in seeds if not spec.endswith(":none") else seeds[:1]:
-            out = f"ft/{name}.s{seed}"
-            if (work / out / "result.json").is_file():
-                result = json.loads((work / out / "result.json").read_text())
-                runs.setdefault(name, []).append({
-                    "seed": seed, "test_accuracy": result["results"][0]["test_accuracy"],
-                    "seconds": result["seconds"]})
-                continue
-            _, _, seconds = nctk(["finetune", "--model", spec, "--data", "npz:train.npz",
-                                    "--test-data", "npz:test.npz", "--method", "full",
-                                    "--epochs", str(epochs), "--batch-size", "10", "--lr",
-                                    "0.01", "--lr-min", "0.0001", "--val-fraction", "0",
-                                    "--seed", str(seed), "--no-progress", "--out", out], work)
-            result = json.loads((work / out / "result.json").read_text())
-            accuracy = result["results"][0]["test_accuracy"]
-            runs.setdefault(name, []).append({"seed": seed, "test_accuracy": accuracy,
-                                              "seconds": seconds})
-            print(f"full FT  {name:<26} seed {seed}: test accuracy {100 * accuracy:.1f} % "
-                  f"in {seconds:.0f} s")
+            runs.setdefault(name, []).append(
+                _finetune_run(work, spec, seed, epochs, f"ft/{name}.s{seed}"))
     for name, done in runs.items():
+        accuracies = [100 * r["test_accuracy"] for r in done]
         print(f"full FT  {name:<26} " + ", ".join(
-            f"seed {r['seed']}: {100 * r['test_accuracy']:.0f} % in {r['seconds']:.0f} s"
-            for r in done))
+            f"seed {r['seed']}: {100 * r['test_accuracy']:.0f} % (train "
+            f"{100 * r['train_accuracy']:.0f} %) in {r['seconds']:.0f} s"
+            + (f", command {r['wall_seconds']:.0f} s wall / {r['cpu_seconds']:.0f} s CPU"
+               if "cpu_seconds" in r else "") for r in done)
+            + f"; mean {np.mean(accuracies):.1f} %")
     _write_truth(work, "finetune", {n: float(np.mean([r["test_accuracy"] for r in v]))
                                     for n, v in runs.items()})
     return runs
@@ -187,7 +204,7 @@ def section_rank(work: Path) -> dict:
             if not (work / f"truth_{kind}{suffix}.json").is_file():
                 continue  # the random models were not fine-tuned
             output = f"rank_{pool}_{kind}.json"
-            out, _, _ = nctk(["rank", *[f"train/{n}.npz" for n in models], "--method", "all",
+            out, _, _, _ = nctk(["rank", *[f"train/{n}.npz" for n in models], "--method", "all",
                               "--ground-truth", f"truth_{kind}{suffix}.json",
                               "--json", output], work)
             print(out)
@@ -230,7 +247,7 @@ def section_throughput(work: Path, images: int) -> dict:
 
 
 def section_scl(work: Path, epochs: int) -> dict:
-    _, err, seconds = nctk(["finetune", "--model", "lite:efficientnet-lite0", "--data",
+    _, err, seconds, _ = nctk(["finetune", "--model", "lite:efficientnet-lite0", "--data",
                             "npz:train.npz", "--test-data", "npz:test.npz", "--method", "scl",
                             "--unit", "11", "--epochs", str(epochs), "--batch-size", "10",
                             "--lr", "0.01", "--val-fraction", "0", "--no-progress",
