@@ -250,6 +250,9 @@ def test_named_parts_are_checked_and_parsed(user_module):
         parse_parts(["a,b"])
 
 
+# slow: four commands end to end, one of them a fine-tuning run (3.3 s of CPU on one
+# thread; 19-27 s wall under load 8-11)
+@pytest.mark.slow
 def test_every_command_takes_a_users_architecture(user_module, tmp_path, capsys,
                                                   small_images):
     _, weights = user_module
