@@ -72,6 +72,8 @@ class Target:
     train: int
     val: int
     options: str
+    seed_truths: dict[str, list[float]]
+    selection_test: dict[str, float]
 
     @property
     def models(self) -> list[str]:
@@ -118,15 +120,18 @@ def load_target(folder: Path) -> Target:
     record = json.loads((folder / "target.json").read_text())
     recipe = record["recipe"]
     specs = dict(record["models"])
-    curves = {m: c["val_accuracy"]
-              for m, c in json.loads((folder / "curves.json").read_text()).items()}
+    runs = json.loads((folder / "curves.json").read_text())
+    curves = {m: c["val_accuracy"] for m, c in runs.items()}
+    seeds = json.loads((folder / "ground_truth_seeds.json").read_text())
     truth = json.loads((folder / "ground_truth.json").read_text())
     prior = json.loads((folder / "prior.json").read_text())
     samples, train, val = split_sizes(folder, recipe["val_fraction"],
                                       recipe["selection_seed"])
     return Target(folder.name, folder, specs, curves, truth,
                   zero_training_orders(folder, list(specs), prior), recipe["epochs"],
-                  samples, train, val, record["select_options"])
+                  samples, train, val, record["select_options"],
+                  {m: list(v.values()) for m, v in seeds.items()},
+                  {m: c["test_accuracy"] for m, c in runs.items()})
 
 
 def replay(target: Target, order: Sequence[str], fraction: float, *, zero: bool = True,
@@ -174,6 +179,30 @@ def random_halving(target: Target, fraction: float, orders: int) -> dict:
             "cost": float(np.mean([r["cost"] for r in runs])),
             "regret": float(np.mean([r["regret"] for r in runs])),
             "best_share": float(np.mean([r["pick"] == best for r in runs]))}
+
+
+def resolution(target: Target) -> dict:
+    """Can the target's data tell its best models apart? In points: the gap between the
+    two best ground truths; the mean seed-to-seed standard deviation of a model's test
+    accuracy and the standard error of a difference of two 3-seed means it implies;
+    the standard error of a difference of two validation accuracies at the best final
+    validation accuracy, sqrt(2 p (1 - p) / n_val); how many models end within that
+    standard error of the best validation accuracy; and the regret of an oracle that
+    knew each selection run's test accuracy (on the whole test draw): the pick that the
+    selection runs themselves point to, however large the validation split."""
+    first, second = sorted(target.truth, key=target.truth.get, reverse=True)[:2]
+    seed_std = float(np.mean([np.std(v, ddof=1) for v in target.seed_truths.values()]))
+    count = len(next(iter(target.seed_truths.values())))
+    finals = {m: max(c) for m, c in target.curves.items()}
+    top = max(finals.values())
+    val_se = binomial_margin(target.val)(top)
+    oracle = max(target.selection_test, key=target.selection_test.get)
+    return {"best": first, "gap": 100 * (target.truth[first] - target.truth[second]),
+            "seed_std": 100 * seed_std, "truth_diff_se": 100 * seed_std * np.sqrt(2 / count),
+            "val": target.val, "val_diff_se": 100 * val_se,
+            "within_val_se": sum(top - v <= val_se for v in finals.values()),
+            "models": len(finals), "selection_test_oracle": oracle,
+            "selection_test_oracle_regret": target.regret(oracle)}
 
 
 def refused_or(strategy: Any, *args: Any) -> dict:
@@ -267,6 +296,20 @@ def markdown(results: Mapping[str, Mapping[str, dict]], means: Mapping[str, dict
     return "\n".join(lines)
 
 
+def resolution_markdown(resolved: Mapping[str, dict]) -> str:
+    """The table of :func:`resolution`, one line per target."""
+    lines = ["| target | best | gap to 2nd (points) | seed std | SE of a 3-seed difference "
+             "| val images | val SE of a difference | models within it | oracle on the "
+             "selection runs' test accuracy (regret) |", "|---|---|---:|---:|---:|---:|---:|"
+             "---:|---|"]
+    for target, r in resolved.items():
+        lines.append(f"| {target} | {r['best']} | {r['gap']:.2f} | {r['seed_std']:.2f} | "
+                     f"{r['truth_diff_se']:.2f} | {r['val']} | {r['val_diff_se']:.2f} | "
+                     f"{r['within_val_se']} of {r['models']} | "
+                     f"{r['selection_test_oracle']} ({r['selection_test_oracle_regret']:.2f}) |")
+    return "\n".join(lines)
+
+
 def plot(means: Mapping[str, dict], path: Path) -> None:
     """Mean regret against mean cost: zero-training picks as points, each successive
     halving strategy as a line over its budgets, brute force."""
@@ -338,12 +381,17 @@ def main() -> None:
     parser.add_argument("--verify", default="",
                         help="TARGET:FRACTION,... configurations to run for real")
     args = parser.parse_args()
-    targets = {f.name if f.parent.name in ("", ".") else f"{f.parent.name}/{f.name}":
-               load_target(f) for f in targets_of(args.data)}
+    folders = targets_of(args.data)
+    unique = len({f.name for f in folders}) == len(folders)
+    targets = {f.name if unique else f"{f.parent.name}/{f.name}": load_target(f)
+               for f in folders}
     results = {name: strategies(t, args.random_orders) for name, t in targets.items()}
     means = summary(results)
+    resolved = {name: resolution(t) for name, t in targets.items()}
+    goals = goal(results) + goal(results, "hybrid+SH±SE@0.25")
     print(markdown(results, means))
-    print("\n" + "\n".join(goal(results)))
+    print("\n" + resolution_markdown(resolved))
+    print("\n" + "\n".join(goals))
     checks = {}
     with tempfile.TemporaryDirectory(prefix="bench-select-") as work:
         for item in filter(None, args.verify.split(",")):
@@ -356,8 +404,8 @@ def main() -> None:
     if args.json:
         from nctk.io import write_json
 
-        write_json(args.json, {"results": results, "means": means, "goal": goal(results),
-                               "verify": checks})
+        write_json(args.json, {"results": results, "means": means, "resolution": resolved,
+                               "goal": goals, "verify": checks})
 
 
 if __name__ == "__main__":

@@ -113,3 +113,36 @@ def test_outputs_onto_an_input_exit_2(tmp_path, capsys):
     assert main(args) == 2
     one_error_line(capsys)
     assert (tmp_path / "train.npz").is_file() and not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_an_interrupted_command_keeps_its_rungs_and_the_same_command_resumes(
+        data, tmp_path, capsys, monkeypatch):
+    from nctk.select import trials
+
+    whole = tmp_path / "whole"
+    assert main(command(data, whole, "--json", str(whole / "s.json"))) == 0
+    expected = json.loads((whole / "s.json").read_text())
+    capsys.readouterr()
+    real, calls = trials.train_to, []
+
+    def interrupted(*args, **kwargs):
+        calls.append(args[2:4])
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(trials, "train_to", interrupted)
+    args = command(data, tmp_path, "--json", str(tmp_path / "s.json"))
+    assert main(args) == 130
+    err = capsys.readouterr().err
+    assert "the same command resumes" in err and "interrupted" in err
+    assert (tmp_path / "out" / "select_state.json").is_file()
+    assert not (tmp_path / "s.json").exists()  # no result from a run that did not finish
+    monkeypatch.setattr(trials, "train_to", real)
+    assert main(args) == 0
+    assert "resuming: 2 rung results" in capsys.readouterr().out
+    document = json.loads((tmp_path / "s.json").read_text())
+    assert document["pick"] == expected["pick"]
+    assert document["schedule"] == expected["schedule"]
+    assert document["cost_fraction"] == expected["cost_fraction"]

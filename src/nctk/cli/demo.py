@@ -113,7 +113,8 @@ def select_step(result: Any, args: argparse.Namespace) -> Any:
     print(plan_lines(selection.plan, selection.zero) + "\n\n" + result_text(selection))
     print(f"true best: {best} ({fmt_number(truth[best], 4)}); the pick "
           f"{selection.pick} ({fmt_number(truth[selection.pick], 4)}), regret "
-          f"{100 * (truth[best] - truth[selection.pick]):.2f} points")
+          f"{100 * (truth[best] - truth[selection.pick]):.2f} points; the select step took "
+          f"{result.seconds['select']:.1f} s")
     return selection
 
 
