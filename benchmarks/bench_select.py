@@ -310,28 +310,51 @@ def resolution_markdown(resolved: Mapping[str, dict]) -> str:
     return "\n".join(lines)
 
 
-def plot(means: Mapping[str, dict], path: Path) -> None:
-    """Mean regret against mean cost: zero-training picks as points, each successive
-    halving strategy as a line over its budgets, brute force."""
-    from matplotlib.figure import Figure
+FAMILIES = (("random+SH@", "s", "#2563eb"), ("hybrid+SH@", "o", "#ea580c"),
+            ("hybrid+SH±SE@", "D", "#16a34a"))
+POINTS = (("prior", "^", "#7c3aed"), ("recommended", "v", "#dc2626"),
+          ("ncti", "x", "#0891b2"), ("brute force", "*", "#4b5563"))
 
-    fig = Figure(figsize=(7, 4.2), layout="constrained")
-    ax = fig.add_subplot()
-    for family, marker in (("random+SH", "s"), ("hybrid+SH", "o")):
-        points = [(means[k]["cost"], means[k]["regret"]) for k in means
-                  if k.startswith(family) and means[k]["targets"]]
+
+def plot_panel(ax: Any, rows: Mapping[str, dict], title: str) -> None:
+    """One panel: each successive halving family as a line over its budgets (refused
+    budgets left out), the zero-training picks and brute force as points."""
+    for family, marker, color in FAMILIES:
+        points = [(r["cost"], r["regret"]) for k, r in rows.items()
+                  if k.startswith(family) and r.get("regret") is not None]
         if points:
-            ax.plot(*zip(*points, strict=True), marker=marker, label=family)
-    for name in (*ZERO_TRAINING, "brute force"):
-        if means[name]["targets"]:
-            ax.plot(means[name]["cost"], means[name]["regret"], "^", markersize=8,
-                    label=name)
+            ax.plot(*zip(*points, strict=True), marker=marker, color=color,
+                    label=family.rstrip("@"))
+    for name, marker, color in POINTS:
+        ax.plot(rows[name]["cost"], rows[name]["regret"], marker, color=color,
+                markersize=8, linestyle="none", label=name)
     ax.axvline(0.25, color="#9ca3af", linestyle="--", linewidth=0.9)
     ax.axhline(0.5, color="#9ca3af", linestyle=":", linewidth=0.9)
-    ax.set_xlabel("cost (fraction of brute force)")
-    ax.set_ylabel("mean regret (points)")
-    ax.legend(fontsize=8, frameon=False)
-    fig.savefig(path, dpi=110)
+    ax.set_xscale("log")
+    ax.set_ylim(bottom=-0.25)
+    ax.set_title(title, fontsize=9)
+    ax.tick_params(labelsize=7)
+
+
+def plot(results: Mapping[str, Mapping[str, dict]], means: Mapping[str, dict],
+         path: Path) -> None:
+    """Regret (points) against cost (fraction of brute force, log scale): one panel per
+    target, and the means over the targets (a strategy refused on a target is averaged
+    over the others: see the table's 'targets' column)."""
+    from matplotlib.figure import Figure
+
+    panels = [*results.items(), ("mean over the targets", means)]
+    cols = 3
+    fig = Figure(figsize=(10, 3.2 * -(-len(panels) // cols)), layout="constrained")
+    axes = fig.subplots(-(-len(panels) // cols), cols, squeeze=False).ravel()
+    for ax, (name, rows) in zip(axes, panels, strict=False):
+        plot_panel(ax, rows, name)
+    for ax in axes[len(panels):]:
+        ax.set_axis_off()
+    axes[0].legend(fontsize=7, frameon=False)
+    fig.supxlabel("cost (fraction of brute force, log scale)", fontsize=9)
+    fig.supylabel("regret (points)", fontsize=9)
+    fig.savefig(path, dpi=90)
 
 
 def verify(target: Target, fraction: float, work: Path) -> dict:
@@ -400,7 +423,7 @@ def main() -> None:
             checks[item] = verify(target, float(fraction), Path(work))
             print(f"verify {item}: {json.dumps(checks[item])}", flush=True)
     if args.plot:
-        plot(means, args.plot)
+        plot(results, means, args.plot)
     if args.json:
         from nctk.io import write_json
 
