@@ -26,12 +26,15 @@ that the shipped method's rows equal it.
 Per-model scores of the demo, the zoo and the selection targets are kept in
 ``benchmarks/results/`` so that the figures re-print without the features; ``--rescore``
 recomputes them (``--zoo DIR``: build_zoo.py's output; ``--select DIR``:
-build_select_data.py's).
+build_select_data.py's, whose targets not yet kept are scored even without ``--rescore``);
+``--restate`` recomputes only the ``recommended`` rows, from the kept member rows, by the
+rule the library ships now.
 
 Usage (from the repository root)::
 
     python benchmarks/bench_recommended.py [--collections tmlr,published,demo,zoo,select]
-        [--shared ../shared/data] [--rescore] [--zoo ZOO_DIR] [--select SELECT_DIR]
+        [--shared ../shared/data] [--rescore] [--restate] [--zoo ZOO_DIR]
+        [--select SELECT_DIR]
         [--n-boot 2000] [--seed 0] [--markdown OUT.md]
 """
 
@@ -58,6 +61,7 @@ from recommended_data import (
     load_published,
     load_tmlr,
     own_collection,
+    restate_recommended,
     select_scores,
     zoo_scores,
 )
@@ -88,10 +92,10 @@ def evaluate_collection(col: Collection, n_boot: int, seed: int) -> dict:
     """Per row: per-target tau with its interval, the mean with its interval; and
     ``recommended`` minus each prior, paired, per target and on average."""
     draws = bootstrap_draws(len(next(iter(col.truth.values()))), n_boot, seed)
-    boot = {row: bootstrap_taus(target_pairs(col.rows[row], col.truth), draws)
-            for row in col.rows}
+    rows = [r for r in col.rows if col.kinds[r] != "seed"]  # seed rows: the rule's table
+    boot = {row: bootstrap_taus(target_pairs(col.rows[row], col.truth), draws) for row in rows}
     result = {"targets": col.targets, "kinds": col.kinds, "notes": col.notes, "rows": {}}
-    for row in col.rows:
+    for row in rows:
         per_target = {}
         for i, (t, (x, y)) in enumerate(zip(col.targets, target_pairs(col.rows[row],
                                                                        col.truth), strict=True)):
@@ -160,9 +164,11 @@ def markdown(col: Collection, ev: dict, paper: Mapping | None = None) -> list[st
 
 def own_scores(name: str, args: argparse.Namespace, parser: argparse.ArgumentParser) -> dict:
     """The kept per-model scores of ``demo``, ``zoo`` or ``select`` (recomputed first with
-    ``--rescore`` or when missing)."""
+    ``--rescore`` or when missing; ``--select DIR`` without ``--rescore`` scores the
+    targets of DIR not yet kept)."""
     path = RESULTS / f"{name}_scores.json"
-    if args.rescore or not path.exists():
+    adding = name == "select" and args.select is not None and path.exists()
+    if args.rescore or adding or not path.exists():
         folder = {"zoo": args.zoo, "select": args.select}.get(name, True)
         if folder is None:
             parser.error(f"--rescore of {name} needs --{name} DIR")
@@ -173,8 +179,11 @@ def own_scores(name: str, args: argparse.Namespace, parser: argparse.ArgumentPar
             write_json(RESULTS / "zoo_build.json", kept.pop("record"))
         else:
             kept = select_scores(args.select, json.loads(
-                (RESULTS / "zoo_build.json").read_text()), args.seed)
+                (RESULTS / "zoo_build.json").read_text()), args.seed,
+                json.loads(path.read_text()) if adding and not args.rescore else None)
         write_json(path, kept)
+    if args.restate:
+        write_json(path, restate_recommended(json.loads(path.read_text())))
     return json.loads(path.read_text())
 
 
@@ -221,6 +230,9 @@ def main() -> None:
                                                      "(--rescore)")
     parser.add_argument("--rescore", action="store_true",
                         help="recompute the kept per-model scores of demo, zoo, select")
+    parser.add_argument("--restate", action="store_true",
+                        help="recompute the kept recommended rows of demo, zoo, select from "
+                             "their member rows by the rule the library ships now")
     parser.add_argument("--n-boot", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--markdown", type=Path, help="write the tables here too")

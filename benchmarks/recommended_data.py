@@ -29,6 +29,7 @@ from bench_published import PAPER_DATASETS, SIMCLR
 from nctk.io import load_pool
 from nctk.transfer import available_methods, get_method, rank_pool
 from nctk.transfer.recommended import combine_scores
+from rule_selection import seeded
 
 RECOMMENDED = "recommended"
 #: The ``recommended`` method without a prior.
@@ -44,6 +45,9 @@ SOURCE_PRIOR = "prior: source accuracy"
 #: Raw terms kept beside the scores (row ``<method>: <term>``, kind "term"): each term
 #: alone as a ranking, for the analysis of why a method fails on a family of models.
 TERMS = {"etran": ("energy", "lda", "svd")}
+#: Seeds beside the run's (seed + k) for the methods that take one: how much a rule with
+#: such a member moves with the seed.
+MORE_SEEDS = (1, 2, 3)
 
 Scores = dict[str, dict[str, float]]  # target -> model -> score
 
@@ -173,7 +177,9 @@ def torchvision_top1(models: Sequence[str]) -> dict[str, float]:
 def score_pool(files: Sequence[Path], seed: int, prior: Mapping[str, float]
                ) -> dict[str, dict[str, float]]:
     """method -> model -> score for every registered method, ``recommended`` as shipped
-    (with ``prior``) and without a prior (row ``NO_PRIOR``), and the raw :data:`TERMS`."""
+    (with ``prior``) and without a prior (row ``NO_PRIOR``), the raw :data:`TERMS`, and each
+    method that takes a seed again with ``seed + k`` for k in :data:`MORE_SEEDS` (row
+    ``<method> (seed <seed + k>)``)."""
     from nctk.transfer.registry import supported_options
 
     pool = load_pool([str(f) for f in files])
@@ -186,6 +192,10 @@ def score_pool(files: Sequence[Path], seed: int, prior: Mapping[str, float]
             options["prior"] = {f.name: prior[f.name] for f in pool}
         result = rank_pool(pool, method, **options)
         out[name] = result.scores
+        if "seed" in options and name != RECOMMENDED:
+            for k in MORE_SEEDS:
+                out[seeded(name, seed + k)] = rank_pool(pool, method, **{
+                    **options, "seed": seed + k}).scores
         for term in TERMS.get(name, ()):
             out[f"{name}: {term}"] = {m: c[term] for m, c in result.components.items()}
     return out
@@ -229,20 +239,36 @@ def zoo_scores(zoo: Path, seed: int) -> dict:
             "record": record}
 
 
-def select_scores(folder: Path, zoo_record: Mapping, seed: int) -> dict:
+def select_scores(folder: Path, zoo_record: Mapping, seed: int, kept: Mapping | None = None
+                  ) -> dict:
     """The selection targets (``build_select_data.py``'s output): each target's feature
-    files scored by every method, its ground truth and its prior (source accuracy)."""
+    files scored by every method, its ground truth and its prior (source accuracy). The
+    targets already in ``kept`` (a former result) are kept, not scored again."""
     targets = sorted(p.parent.name for p in folder.glob("*/ground_truth.json"))
-    scores, truth = {}, {}
+    scores, truth = dict((kept or {}).get("scores", {})), dict((kept or {}).get("truth", {}))
     for target in targets:
         prior = json.loads((folder / target / "prior.json").read_text())
+        truth[target] = json.loads((folder / target / "ground_truth.json").read_text())
+        if target in scores:
+            continue
         started = time.perf_counter()
         scores[target] = score_pool(sorted((folder / target / "features").glob("*.npz")),
                                     seed, prior)
-        truth[target] = json.loads((folder / target / "ground_truth.json").read_text())
         print(f"select {target}: scored in {time.perf_counter() - started:.1f} s", flush=True)
     return {"scores": scores, "truth": truth, "source_accuracy": prior,
             "parameters": {m["name"]: m["parameters"] for m in zoo_record["models"]}}
+
+
+def restate_recommended(kept: dict) -> dict:
+    """``kept`` (a ``*_scores.json``) with its ``recommended`` rows, with the source-accuracy
+    prior and without a prior, recomputed by the rule the library ships now from the kept
+    member rows (:func:`nctk.transfer.recommended.combine_scores`, tested equal to the
+    method run on the features), so that a changed rule needs no re-scoring."""
+    for scores in kept["scores"].values():
+        prior = {m: kept["source_accuracy"][m] for m in scores["ncti"]}
+        scores[NO_PRIOR] = combine_scores(scores)[0]
+        scores[RECOMMENDED] = combine_scores(scores, prior=prior)[0]
+    return kept
 
 
 def own_collection(name: str, kept: dict) -> Collection:
@@ -254,8 +280,8 @@ def own_collection(name: str, kept: dict) -> Collection:
     col = Collection(name, truth)
     methods = [m for m in next(iter(kept["scores"].values())) if m not in (RECOMMENDED, NO_PRIOR)]
     for method in methods:
-        col.add(method, "term" if ": " in method else "method",
-                {t: kept["scores"][task_of[t]][method] for t in truth})
+        kind = "term" if ": " in method else "seed" if " (seed " in method else "method"
+        col.add(method, kind, {t: kept["scores"][task_of[t]][method] for t in truth})
     col.add(SOURCE_PRIOR, "prior", {t: kept["source_accuracy"] for t in truth})
     col.add("prior: parameters", "prior",
             {t: {m: float(v) for m, v in kept["parameters"].items()} for t in truth})

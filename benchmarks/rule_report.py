@@ -13,11 +13,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
-
-from nctk.evaluation import weighted_tau
 from nctk.transfer import available_methods, get_method
-from recommended_data import NO_PRIOR, RECOMMENDED, Collection
+from nctk.transfer.registry import supported_options
+from recommended_data import MORE_SEEDS, NO_PRIOR, RECOMMENDED, Collection
 from rule_selection import (
     ANCHOR,
     Evidence,
@@ -27,37 +25,43 @@ from rule_selection import (
     candidates,
     choose,
     leave_one_collection_out,
-    target_pairs,
+    seeded,
 )
 
 #: The goal's margin to the best single method.
 WITHIN = 0.02
 
 
-def feature_methods() -> list[str]:
+def feature_methods(deterministic: bool = False) -> list[str]:
     """Registered methods that read only the features (the default must run on any feature
-    file; LEEP and NCE need the source head's logits), ``recommended`` left out."""
+    file; LEEP and NCE need the source head's logits), ``recommended`` left out; with
+    ``deterministic``, only those that take no seed (a function of the pool alone: NLEEP's
+    mixture moves with the seed and the sample order, k-NN's folds and PARC's subsample
+    with the seed)."""
     return [m for m in available_methods()
-            if get_method(m).input == "features" and m != RECOMMENDED]
+            if get_method(m).input == "features" and m != RECOMMENDED
+            and not (deterministic and "seed" in supported_options(m, {"seed": 0}))]
 
 
 def evidence(col: Collection, prior_row: str | None, n_boot: int, seed: int) -> Evidence:
-    rows = {r: col.rows[r] for r in col.rows if r in feature_methods() or r == prior_row}
+    """The rule's view of a collection: every method, prior and seed row (candidates take
+    their members among the feature methods), ``prior_row`` as its prior."""
+    rows = {r: col.rows[r] for r in col.rows if col.kinds[r] in ("method", "prior", "seed")}
     draws = bootstrap_draws(len(next(iter(col.truth.values()))), n_boot, seed)
-    return Evidence(col.name, rows, col.truth, prior_row, draws)
+    return Evidence(col.name, rows, col.truth, prior_row, draws,
+                    tuple(seed + k for k in MORE_SEEDS))
 
 
-def row_means(col: Collection, kind: str) -> dict[str, float]:
-    """Mean weighted tau of every row of ``kind`` ("method", "prior")."""
-    return {r: float(np.mean([weighted_tau(x, y) for x, y in target_pairs(col.rows[r],
-                                                                          col.truth)]))
-            for r, k in col.kinds.items() if k == kind}
+def row_means(col: Collection, ev: Evidence, kind: str) -> dict[str, float]:
+    """Mean weighted tau of every row of ``kind`` ("method", "prior"), a seeded method's
+    averaged over its seeds as a rule's is."""
+    return {r: ev.mean_tau(Rule((r,))) for r, k in col.kinds.items() if k == kind}
 
 
 def checks(rule: Rule, col: Collection, ev: Evidence, with_prior: bool) -> dict:
     """The goal's checks of ``rule`` on one collection."""
     tau = ev.mean_tau(rule)
-    methods, priors = row_means(col, "method"), row_means(col, "prior")
+    methods, priors = row_means(col, ev, "method"), row_means(col, ev, "prior")
     best = max(methods, key=methods.__getitem__)
     out = {"rule": rule.name, "tau": tau, "best_method": best,
            "best_method_tau": methods[best], "ncti": methods[ANCHOR],
@@ -86,17 +90,19 @@ def _row(name: str, c: dict, with_prior: bool) -> str:
 
 
 def mode_lines(cols: Sequence[tuple[Collection, str]], with_prior: bool, n_boot: int,
-               seed: int) -> tuple[list[str], dict]:
-    """The LOCO table and the shipped rule's checks, for one mode."""
+               seed: int, deterministic: bool) -> tuple[list[str], dict]:
+    """The LOCO table and the chosen rule's checks, for one mode and candidate set."""
     evs = [evidence(col, prior if with_prior else None, n_boot, seed) for col, prior in cols]
-    rules = candidates([m for m in feature_methods() if m != ANCHOR], with_prior=with_prior)
+    rules = candidates([m for m in feature_methods(deterministic) if m != ANCHOR],
+                       with_prior=with_prior)
     loco = leave_one_collection_out(rules, evs)
     shipped, ok = choose(rules, evs)
     header = ["| held-out collection | rule chosen on the others | its tau there | best "
               "single method there | NCTI | best data-free prior | goal |",
               "|---|---|---|---|---|---|---|"]
-    lines = [f"#### {'With' if with_prior else 'Without'} a prior ({len(rules)} candidates)",
-             "", *header]
+    lines = [f"#### {'With' if with_prior else 'Without'} a prior, "
+             f"{'members without a seed' if deterministic else 'seeded members too'} "
+             f"({len(rules)} candidates)", "", *header]
     out: dict = {"candidates": len(rules), "loco": {}, "shipped": {}}
     for (col, _), ev in zip(cols, evs, strict=True):
         out["loco"][col.name] = checks(loco[col.name]["rule"], col, ev, with_prior)
@@ -109,8 +115,30 @@ def mode_lines(cols: Sequence[tuple[Collection, str]], with_prior: bool, n_boot:
         lines.append(_row(col.name, out["shipped"][col.name], with_prior).replace(
             f"| {col.name} |", f"| {col.name} (in sample) |", 1))
     out["shipped_rule"] = shipped.name
-    lines += ["", shipped_matches(cols, evs, shipped, with_prior), ""]
+    seeds, out["seeds"] = seed_line(shipped, cols, evs, seed)
+    verdict = (shipped_matches(cols, evs, shipped, with_prior) if deterministic else
+               "Not shipped: a seeded member moves the ranking with the seed and the sample "
+               "order.")
+    lines += ["", verdict, "", seeds, ""]
     return lines, out
+
+
+def seed_line(rule: Rule, cols: Sequence[tuple[Collection, str]], evs: Sequence[Evidence],
+              seed: int) -> tuple[str, dict]:
+    """The rule's mean tau per collection with its seeded members at each seed."""
+    seeds = (seed, *(seed + k for k in MORE_SEEDS))
+    members = [m for m in rule.members if any(seeded(m, seeds[1]) in ev.rows for ev in evs)]
+    if not members:
+        return "No member of this rule takes a seed.", {}
+    found = {}
+    for (col, _), ev in zip(cols, evs, strict=True):
+        variants = ev.variants(rule)
+        if len(variants) == len(seeds):
+            found[col.name] = [ev.tau_at(v) for v in variants]
+    text = "; ".join(f"{c} " + " / ".join(f"{t:.3f}" for t in v) for c, v in found.items())
+    return (f"Seeds: with {', '.join(members)} at seed {' / '.join(map(str, seeds))}, this "
+            f"rule's mean tau is {text} (the tables give their mean; tmlr's published rows "
+            "have one seed).", found)
 
 
 def shipped_matches(cols: Sequence[tuple[Collection, str]], evs: Sequence[Evidence],
@@ -127,11 +155,15 @@ def shipped_matches(cols: Sequence[tuple[Collection, str]], evs: Sequence[Eviden
 
 def rule_lines(cols: Sequence[tuple[Collection, str]], n_boot: int, seed: int
                ) -> tuple[list[str], dict]:
-    """Both modes' tables (markdown lines) and their figures (JSON)."""
+    """Both modes' tables (markdown lines) and their figures (JSON): first among members
+    that take no seed (the rule ``recommended`` ships: a function of the pool alone, the
+    same for any sample order), then with the seeded members (NLEEP, k-NN, PARC) allowed."""
     lines = ["### The rule: leave one collection out", ""]
     data = {}
-    for with_prior in (False, True):
-        more, data["with_prior" if with_prior else "without_prior"] = mode_lines(
-            cols, with_prior, n_boot, seed)
-        lines += more
+    for deterministic in (True, False):
+        for with_prior in (False, True):
+            key = (f"{'with' if with_prior else 'without'}_prior"
+                   + ("" if deterministic else "_seeded"))
+            more, data[key] = mode_lines(cols, with_prior, n_boot, seed, deterministic)
+            lines += more
     return lines, data

@@ -72,6 +72,53 @@ def test_the_default_method_is_registered_with_its_reason():
     assert "(not run here; run it too: method=recommended)" in recommendation(["logme"])
 
 
+def test_the_advice_says_where_the_rule_is_weak():
+    """No prior, few models, small networks: each a caveat a user can act on, in the one
+    advice line; none for a large pool of wide features with a prior."""
+    from nctk.transfer import guidance
+
+    assert guidance.rule_caveats(models=10, prior=True, dims=[384, 2048]) == []
+    assert guidance.rule_caveats(models=10, prior=True) == []  # dimensions unknown
+    few = guidance.rule_caveats(models=4, prior=True, dims=[512] * 4)
+    assert few == ["4 models are few for a ranking to be sure of its order: fine-tune the "
+                   "top 3 (nctk select) before choosing"]
+    assert guidance.rule_caveats(models=2, prior=True)[0].endswith(
+        "fine-tune the top 2 (nctk select) before choosing")
+    assert guidance.rule_caveats(models=12, prior=False) == [guidance.NO_PRIOR_CAVEAT]
+    assert guidance.rule_caveats(models=12, prior=True, dims=[64, 256]) == [
+        guidance.SMALL_NETWORKS_CAVEAT]
+    assert guidance.rule_caveats(models=12, prior=True, dims=[64, 257]) == []
+    caveats = guidance.rule_caveats(models=3, prior=False, dims=[48])
+    assert len(caveats) == 3
+    line = recommendation(["recommended"], caveats)
+    assert "\n" not in line and line.endswith(". Weak here: " + "; ".join(caveats))
+    assert "Weak here" not in recommendation(["recommended"])
+
+
+def test_rank_says_in_its_advice_line_where_the_rule_is_weak(tmp_path, capsys):
+    """nctk rank: a pool of 4 small models without a prior gets the three caveats in the one
+    advice line, the prior as the command's option; with a prior and only NCTI run, none."""
+    from nctk.transfer import guidance
+    from scores_core_data import blobs
+
+    x, y = blobs(n=120, d=10, classes=3, spread=1.0, seed=2)
+    paths = []
+    for i in range(4):
+        paths.append(tmp_path / f"m{i}.npz")
+        np.savez(paths[-1], features=x * (i + 1), labels=y)
+    code, out, err = _run(capsys, "rank", *paths)
+    assert code == 0, err
+    advice = [line for line in out.splitlines() if line.startswith("Recommended:")]
+    assert len(advice) == 1 and ". Weak here: no data-free prior was given" in advice[0]
+    assert "accuracy as --prior;" in advice[0] and "4 models are few" in advice[0]
+    assert advice[0].endswith(guidance.SMALL_NETWORKS_CAVEAT)
+    prior = tmp_path / "prior.json"
+    prior.write_text(json.dumps({f"m{i}": float(i) for i in range(4)}))
+    code, out, err = _run(capsys, "rank", *paths, "--prior", prior, "--method", "ncti")
+    assert code == 0, err
+    assert "Recommended: the 'recommended' ranking" in out and "Weak here" not in out
+
+
 def test_rank_help_lists_every_method_and_the_default(capsys):
     assert main(["rank", "--help"]) == 0
     text = " ".join(capsys.readouterr().out.split())

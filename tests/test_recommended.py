@@ -1,5 +1,6 @@
-"""``recommended``: the rank average of NCTI, ETran and a prior, checked against ranks
-counted by hand; the CLI default, ``--prior``, its JSON and its report section."""
+"""``recommended``: the shipped rule (its members and a prior combined by its aggregator),
+checked against ranks and z-scores computed by hand; the CLI default, ``--prior``, its JSON
+and its report section."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import nctk
 from nctk.cli import main
 from nctk.errors import InputError
 from nctk.transfer.aggregate import rank_average
-from nctk.transfer.recommended import members_used
+from nctk.transfer.recommended import WITH_PRIOR, WITHOUT_PRIOR, members_used
 from scores_core_data import blobs
 
 
@@ -46,25 +47,44 @@ def test_rank_average_counts_ranks_by_hand():
     assert comps["z"]["a_rank"] == 2.5  # a tie shares the average of its places
 
 
-def test_pool_score_is_the_mean_rank_of_ncti_etran_and_prior(pool):
+def by_hand(aggregator, member_scores, models):
+    """The aggregator of nctk.transfer.aggregate recomputed from its formula: ranks counted
+    by hand, z-scores with the population standard deviation written out."""
+    if aggregator == "z_mean":
+        z = []
+        for s in member_scores:
+            v = [s[m] for m in models]
+            mean = sum(v) / len(v)
+            std = (sum((u - mean) ** 2 for u in v) / len(v)) ** 0.5
+            z.append([(u - mean) / std for u in v])
+        return [sum(col) / len(col) for col in zip(*z, strict=True)]
+    ranks = [ascending_ranks([s[m] for m in models]) for s in member_scores]
+    pick = np.median if aggregator == "median_rank" else np.mean
+    return [float(pick(col)) for col in zip(*ranks, strict=True)]
+
+
+def test_pool_score_is_the_shipped_rule_by_hand(pool):
+    """recommended = the shipped rule's aggregator over its members (each scored by its own
+    registered method, seed 0) and the prior, recomputed by hand, with and without a prior."""
     features, y = pool
-    ncti = nctk.rank(features, y, "ncti").scores
-    etran = nctk.rank(features, y, "etran_equal").scores
-    prior = {"m0": 70.0, "m1": 60.0, "m2": 80.0, "m3": 75.5}
     models = list(features)
-    per_member = [ascending_ranks([s[m] for m in models]) for s in (ncti, etran, prior)]
-    result = nctk.rank(features, y, "recommended", prior=prior)
-    for i, m in enumerate(models):
-        assert result.scores[m] == pytest.approx(np.mean([r[i] for r in per_member]))
-        assert result.components[m]["prior"] == prior[m]
-        assert result.components[m]["ncti"] == pytest.approx(ncti[m], abs=1e-7)
-        # a member is shown under the name of the method that gives its score
-        assert result.components[m]["etran_equal"] == pytest.approx(etran[m], abs=1e-7)
-    assert members_used(result.components) == ["ncti", "etran_equal", "prior"]
-    without = nctk.rank(features, y, "recommended")
-    assert members_used(without.components) == ["ncti", "etran_equal"]
-    for i, m in enumerate(models):
-        assert without.scores[m] == pytest.approx((per_member[0][i] + per_member[1][i]) / 2)
+    prior = {"m0": 70.0, "m1": 60.0, "m2": 80.0, "m3": 75.5}
+    for rule, given in ((WITHOUT_PRIOR, None), (WITH_PRIOR, prior)):
+        members = {m: nctk.rank(features, y, m).scores for m in rule.members}
+        result = nctk.rank(features, y, "recommended", **({"prior": given} if given else {}))
+        want = by_hand(rule.aggregator, [*members.values(), *([given] if given else [])],
+                       models)
+        assert [result.scores[m] for m in models] == pytest.approx(want, abs=1e-7)
+        for model in models:
+            for member, scores in members.items():
+                # a member is shown under the name of the method that gives its score
+                assert result.components[model][member] == pytest.approx(scores[model],
+                                                                        abs=1e-7)
+        assert members_used(result.components) == [*rule.members, *(["prior"] if given
+                                                                     else [])]
+        if given:
+            assert result.components["m2"]["prior"] == 80.0
+            assert result.components["m2"]["prior_rank"] == 1.0
 
 
 def test_invariant_to_sample_order_and_label_names(pool):
@@ -121,13 +141,14 @@ def test_cli_default_is_recommended_with_its_members(pool, tmp_path, capsys):
     assert main(["rank", *paths, "--json", str(out)]) == 0
     captured = capsys.readouterr()
     text = captured.out
-    assert text.startswith("recommended") and "ncti rank" in text and "etran_equal rank" in text
-    assert "Recommended: the 'recommended' ranking, the mean rank of NCTI, ETran" in text
-    assert "- recommended: mean rank of ncti, etran_equal; no prior" in captured.err
+    assert text.startswith("recommended")
+    assert all(f"{member} rank" in text for member in WITHOUT_PRIOR.members)
+    assert "Recommended: the 'recommended' ranking, " in text
+    assert f"- recommended: {WITHOUT_PRIOR.in_words()}; no prior" in captured.err
     data = json.loads(out.read_text())
     assert list(data["methods"]) == ["recommended"] and "prior" not in data
     comps = data["methods"]["recommended"]["components"]["m0"]
-    assert set(comps) == {"ncti", "ncti_rank", "etran_equal", "etran_equal_rank"}
+    assert set(comps) == {k for m in WITHOUT_PRIOR.members for k in (m, f"{m}_rank")}
 
 
 def test_cli_prior_file_json_and_evaluation(pool, tmp_path, capsys):
@@ -206,7 +227,8 @@ def test_report_shows_the_members(pool, tmp_path):
     report = tmp_path / "r.html"
     assert main(["rank", *paths, "--prior", str(prior), "--report", str(report)]) == 0
     html = report.read_text()
-    assert 'id="recommended"' in html and "members: ncti, etran_equal, prior" in html
+    members = ", ".join([*WITH_PRIOR.members, "prior"])
+    assert 'id="recommended"' in html and f"members: {members}" in html
 
 
 def test_models_runs_use_the_top1_of_torchvision_weights(tmp_path, capsys, monkeypatch):
@@ -255,7 +277,8 @@ def test_combine_scores_is_combine_pool_without_features(pool):
 
     features, y = pool
     scores = {m: nctk.rank(features, y, m).scores for m in ESTIMATORS}
-    scores["logme"] = {m: 0.0 for m in features}  # a method outside the rule is ignored
+    outside = next(m for m in ("hscore", "gbc") if m not in ESTIMATORS)
+    scores[outside] = {m: 0.0 for m in features}  # a method outside the rule is ignored
     prior = {"m0": 70.0, "m1": 60.0, "m2": 80.0, "m3": 75.5}
     for given in (None, prior):
         want = nctk.rank(features, y, "recommended", **({"prior": given} if given else {}))
@@ -266,18 +289,29 @@ def test_combine_scores_is_combine_pool_without_features(pool):
         assert ranking(scores, prior=given) == want.ranking
 
 
+FIRST, LAST = WITHOUT_PRIOR.members[0], WITHOUT_PRIOR.members[-1]
+
+
+def member_table(models):
+    """Scores of every member of both rules over ``models`` (the k-th member reversed when
+    k is odd)."""
+    from nctk.transfer.recommended import ESTIMATORS
+
+    return {member: {m: float(i if k % 2 == 0 else -i) for i, m in enumerate(models)}
+            for k, member in enumerate(ESTIMATORS)}
+
+
 @pytest.mark.parametrize("change, problem", [
-    (lambda s: s.pop("ncti"), "no scores of the member(s) ['ncti']"),
-    (lambda s: s["etran_equal"].pop("m1"), "'etran_equal' scores other models than 'ncti'"),
-    (lambda s: s["ncti"].update(m2=float("nan")), "no finite score for model(s) ['m2']"),
-    (lambda s: s["ncti"].update(m2="high"), "no finite score for model(s) ['m2']"),
-    (lambda s: s["ncti"].update(m2=True), "no finite score for model(s) ['m2']"),
+    (lambda s: s.pop(FIRST), f"no scores of the member(s) ['{FIRST}']"),
+    (lambda s: s[LAST].pop("m1"), f"'{LAST}' scores other models than '{FIRST}'"),
+    (lambda s: s[FIRST].update(m2=float("nan")), "no finite score for model(s) ['m2']"),
+    (lambda s: s[FIRST].update(m2="high"), "no finite score for model(s) ['m2']"),
+    (lambda s: s[FIRST].update(m2=True), "no finite score for model(s) ['m2']"),
 ])
 def test_combine_scores_bad_input(change, problem):
     from nctk.transfer.recommended import combine_scores
 
-    scores = {"ncti": {f"m{i}": float(i) for i in range(4)},
-              "etran_equal": {f"m{i}": float(-i) for i in range(4)}}
+    scores = member_table([f"m{i}" for i in range(4)])
     change(scores)
     with pytest.raises(InputError, match=re.escape(problem)) as err:
         combine_scores(scores)
@@ -288,7 +322,7 @@ def test_combine_scores_needs_two_models_and_a_good_prior():
     from nctk.transfer.recommended import combine_scores
 
     with pytest.raises(InputError, match="at least 2 models, got 1"):
-        combine_scores({"ncti": {"a": 1.0}, "etran_equal": {"a": 2.0}})
-    scores = {"ncti": {"a": 1.0, "b": 2.0}, "etran_equal": {"a": 2.0, "b": 1.0}}
+        combine_scores(member_table(["a"]))
     with pytest.raises(InputError, match=re.escape("no prior value for model(s) ['b']")):
-        combine_scores(scores, prior={"a": 1.0})
+        combine_scores(member_table(["a", "b"]), prior={"a": 1.0})
+

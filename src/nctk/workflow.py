@@ -32,7 +32,14 @@ from nctk.errors import InputError
 from nctk.evaluation import evaluate, undefined_reason
 from nctk.io import FeatureFile, load_ground_truth
 from nctk.priors import Prior, resolve_prior
-from nctk.transfer.guidance import ScoreFlags, flag_notes, method_order, pool_flags, recommendation
+from nctk.transfer.guidance import (
+    ScoreFlags,
+    flag_notes,
+    method_order,
+    pool_flags,
+    recommendation,
+    rule_caveats,
+)
 from nctk.transfer.registry import Method, effective_options, get_method, supported_options
 
 #: The method whose members and prior the notes describe.
@@ -166,7 +173,8 @@ def conclude(results: Mapping[str, Any], *, labels: Any,
              notes: Sequence[str] = (), source: Mapping[str, Any] | None = None,
              seed: int | None = None, argv: Sequence[str] | None = None,
              failed: Mapping[str, str] | None = None,
-             random_init: Sequence[str] = ()) -> RankingOutcome:
+             random_init: Sequence[str] = (),
+             shapes: Mapping[str, tuple[int, int]] | None = None) -> RankingOutcome:
     """The :class:`RankingOutcome` of a scored pool.
 
     Args:
@@ -181,6 +189,7 @@ def conclude(results: Mapping[str, Any], *, labels: Any,
         seed, argv: the run's seed and command line, for the provenance.
         failed: model spec -> error of each model that failed.
         random_init: the models whose weights are a random initialisation (flagged).
+        shapes: model -> (samples, feature dimension), for the advice's caveats.
     """
     from nctk.provenance import provenance
 
@@ -205,7 +214,10 @@ def conclude(results: Mapping[str, Any], *, labels: Any,
         results=results, labels=labels, options=options, truth=truth, evaluation=evaluation,
         prior=prior, prior_evaluation=(evaluate(prior.values, truth)
                                        if prior is not None and truth is not None else None),
-        flags=flags, advice=recommendation(results), provenance=record,
+        flags=flags, advice=recommendation(results, caveats=rule_caveats(
+            models=len(models), prior=prior is not None,
+            dims=[d for _, d in (shapes or {}).values()]) if RECOMMENDED in results else ()),
+        provenance=record,
         notes=[*random_init_notes(random_init), *notes, *member_notes(results, prior),
                *flag_notes(flags), *evaluation_notes(results, truth)],
         failed=dict(failed or {}), random_init=list(random_init))
@@ -254,9 +266,10 @@ def rank_feature_files(pool: Sequence[FeatureFile], methods: Sequence[Method], *
                                prior=prior.values if prior else None) for m in methods})
     notes += [prior_note] if prior_note else []
     notes += subsample_notes(methods, pool[0].features.shape[0], seed)
-    notes += shape_notes({f.name: f.features.shape for f in pool})
+    shapes = {f.name: f.features.shape for f in pool}
+    notes += shape_notes(shapes)
     return conclude(results, labels=pool[0].labels, options=given, prior=prior,
-                    ground_truth=ground_truth, notes=notes, seed=seed, argv=argv,
+                    ground_truth=ground_truth, notes=notes, seed=seed, argv=argv, shapes=shapes,
                     random_init=[f.name for f in pool if f.random_init],
                     source=source or {"feature_files": [f.path or f.name for f in pool]})
 
@@ -304,13 +317,13 @@ def rank_model_specs(models: Sequence[str], dataset: Any, methods: Sequence[Meth
     prior, note = _prior(prior, run.records)
     if prior is not None and RECOMMENDED in run.results:
         _combine_with_prior(run, prior)
-    notes = [*run.notes, *([note] if note else []),
-             *shape_notes({r.name: (r.samples, r.dim) for r in run.records})]
+    shapes = {r.name: (r.samples, r.dim) for r in run.records}
+    notes = [*run.notes, *([note] if note else []), *shape_notes(shapes)]
     source = {"data": dataset.spec, "models": {r.name: r.spec for r in run.records},
               "per_class_draw": per_class}
     return conclude(run.results, labels=dataset.label_values(), options=given, prior=prior,
                     ground_truth=ground_truth if run.results else None, notes=notes,
-                    source=source, seed=seed, argv=argv,
+                    source=source, seed=seed, argv=argv, shapes=shapes,
                     failed={r.spec: r.error for r in run.failures},
                     random_init=[r.name for r in run.records if r.random_init])
 
@@ -387,10 +400,10 @@ def member_notes(results: Mapping[str, Any], prior: Prior | None) -> list[str]:
     that it ran without one."""
     if RECOMMENDED not in results:
         return []
-    from nctk.transfer.recommended import members_used
+    from nctk.transfer.recommended import members_used, rule_for
 
-    members = ", ".join(members_used(results[RECOMMENDED].components))
-    return [f"{RECOMMENDED}: mean rank of {members}; {prior_phrase(prior)}"]
+    words = rule_for(prior).in_words(members_used(results[RECOMMENDED].components))
+    return [f"{RECOMMENDED}: {words}; {prior_phrase(prior)}"]
 
 
 def prior_phrase(prior: Prior | None) -> str:

@@ -3,7 +3,8 @@
 Two ways in (docs/contract.md):
 
 * ``nctk rank FEATURES.npz... --method recommended,ncti,...|all`` scores saved feature
-  files (default: ``recommended``, the rank average of NCTI, ETran and a prior);
+  files (default: ``recommended``, the rank average of NCTI and a prior, or of NCTI and
+  LogME without one);
 * ``nctk rank --models SPEC,SPEC --data SPEC`` extracts and scores one model per unit of
   work through :mod:`nctk.scale` (``--executor loop|ray``; torch is imported only then).
 

@@ -4,7 +4,7 @@ in the hybrid order.
 
 :func:`nctk.workflow.rank_model_specs` checks every model on one image, extracts and scores
 it (one unit of work per model, through the feature cache, on the loop or Ray executor)
-with ``recommended`` (NCTI + ETran, and the prior when there is one) and NCTI; the prior is
+with ``recommended`` (its rule, and the prior when there is one) and NCTI; the prior is
 the one given, else the source accuracy every model records (:mod:`nctk.priors`). Models
 that fail are left out with a note. The workflow's outcome gives the JSON document, the
 provenance and the report that ``nctk select`` extends with its own keys and section.
@@ -114,7 +114,10 @@ def ordered(results: Mapping[str, Any], specs: Mapping[str, str], prior: Prior |
     hybrid order of ``recommended`` and the prior."""
     notes = list(notes)
     if prior is None:
-        notes.append("no prior: the shortlist follows recommended (NCTI + ETran) alone")
+        from nctk.transfer.recommended import WITHOUT_PRIOR
+
+        notes.append(f"no prior: the shortlist follows recommended "
+                     f"({WITHOUT_PRIOR.in_words()}) alone")
     order = hybrid_order(results["recommended"].ranking,
                          ranking(prior.values) if prior is not None else None)
     return ZeroTraining(order, {m: specs[m] for m in order},

@@ -24,6 +24,8 @@ import numpy as np
 from nctk.transfer.registry import Components
 
 AGGREGATORS = ("mean_rank", "median_rank", "z_mean")
+#: Each aggregator in words ("<words> of ncti, nleep"), for notes and help.
+IN_WORDS = {"mean_rank": "mean rank", "median_rank": "median rank", "z_mean": "mean z-score"}
 RANK_SUFFIX = "_rank"
 
 

@@ -23,6 +23,20 @@ from nctk.transfer.registry import get_method
 SATURATION_RTOL = 1e-6
 #: Two scores within this relative distance of each other are tied.
 TIE_RTOL = 1e-9
+#: Below this many models the rule's order is uncertain (nctk's demo pool, 9 models: the 95 %
+#: bootstrap interval of its weighted tau spans about +-0.4).
+FEW_MODELS = 10
+#: Pools whose every feature dimension is at most this look like nctk's zoo of small networks
+#: (48-256 dimensions), where the rule is weakest (the ImageNet models of the public tmlr
+#: scores have 384-2,208).
+SMALL_FEATURES = 256
+NO_PRIOR_CAVEAT = ("no data-free prior was given, and without one this ranking is weaker on "
+                   "every collection nctk measured (benchmarks/README.md): give each model's "
+                   "ImageNet or source-task accuracy as prior=...")
+SMALL_NETWORKS_CAVEAT = (f"every model has at most {SMALL_FEATURES} feature dimensions, like "
+                         "nctk's zoo of small networks, where no zero-training score ranked "
+                         "reliably: take the order as a shortlist and fine-tune its top "
+                         "models (nctk select) before choosing")
 
 
 def method_order(names: Iterable[str]) -> list[str]:
@@ -36,9 +50,10 @@ def primary_method(names: Iterable[str]) -> str:
     return method_order(names)[0]
 
 
-def recommendation(ran: Iterable[str] = ()) -> str:
+def recommendation(ran: Iterable[str] = (), caveats: Sequence[str] = ()) -> str:
     """One line: the recommended method and why (its ``recommendation`` in the registry),
-    with a hint when it is not among the methods that ran."""
+    with a hint when it is not among the methods that ran, then ``caveats``
+    (:func:`rule_caveats`)."""
     default = registry.DEFAULT_METHOD
     try:
         reason = registry.default_method().recommendation
@@ -47,7 +62,28 @@ def recommendation(ran: Iterable[str] = ()) -> str:
     line = f"Recommended: the '{default}' ranking"
     if default not in set(ran):
         line += f" (not run here; run it too: method={default})"
-    return line + (f", {reason}" if reason else "")
+    line += f", {reason}" if reason else ""
+    return line + (f". Weak here: {'; '.join(caveats)}" if caveats else "")
+
+
+def rule_caveats(*, models: int, prior: bool, dims: Iterable[int] = ()) -> list[str]:
+    """Where the recommended rule is known to be weak for this pool, each in words a user
+    can act on (benchmarks/README.md, "The rule"): no prior, few models, small networks.
+
+    Args:
+        models: the pool's size. prior: whether the rule ran with a prior.
+        dims: the models' feature dimensions (empty: unknown).
+    """
+    caveats = []
+    if not prior:
+        caveats.append(NO_PRIOR_CAVEAT)
+    if models < FEW_MODELS:
+        caveats.append(f"{models} models are few for a ranking to be sure of its order: "
+                       f"fine-tune the top {min(3, models)} (nctk select) before choosing")
+    dims = list(dims)
+    if dims and max(dims) <= SMALL_FEATURES:
+        caveats.append(SMALL_NETWORKS_CAVEAT)
+    return caveats
 
 
 @dataclass

@@ -2,19 +2,21 @@
 
 For a pool of M models (docs/methods-recommended.md, "The recommended ranking"):
 
-* the rule: :data:`WITHOUT_PRIOR` when no prior is given, :data:`WITH_PRIOR` (its members
-  and the prior) when one is: a few registered methods, each scoring the pool as it does on
-  its own (``ncti``: the reference pool score n(seli) + n(ncc) - n(vc); ``etran_equal``:
-  ETran with the paper's equal weights), combined by an aggregator of
-  :mod:`nctk.transfer.aggregate` (``mean_rank``: the Borda count; ``z_mean``: the mean of
-  the members' z-scores over the pool; ``median_rank``);
+* the rule: :data:`WITHOUT_PRIOR` when no prior is given (the mean rank of ``ncti``, the
+  reference pool score n(seli) + n(ncc) - n(vc), and ``logme``, LogME's evidence), and
+  :data:`WITH_PRIOR` when one is (the mean rank of ``ncti`` and the prior); each member
+  scores the pool as its registered method does on its own, and the members are combined by
+  an aggregator of :mod:`nctk.transfer.aggregate` (``mean_rank``: the Borda count;
+  ``z_mean``; ``median_rank``);
 * the prior: a data-free value per model, higher = better (the models' ImageNet top-1,
   their source accuracy, or any {model: value} the user trusts).
 
-The rule was chosen leave-one-collection-out over the public tmlr scores, the demo pool,
-nctk's zoo and its selection targets (``benchmarks/bench_recommended.py``; figures in
-benchmarks/README.md). No ground truth is needed. Each model's ``components`` hold every
-member's score and rank (1 = best), under the member's registered name.
+The rules were chosen among members that take no seed (the ranking is a function of the
+pool, the same for any sample order), leave-one-collection-out over the public tmlr scores,
+the demo pool, nctk's zoo and its selection targets (``benchmarks/bench_recommended.py``;
+figures and the goals they miss in benchmarks/README.md, "The rule"). No ground truth is
+needed. Each model's ``components`` hold every member's score and rank (1 = best), under the
+member's registered name.
 """
 
 from __future__ import annotations
@@ -26,8 +28,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from nctk.errors import InputError
-from nctk.transfer import etran, ncti  # noqa: F401  (registers the members)
-from nctk.transfer.aggregate import AGGREGATORS, RANK_SUFFIX, aggregate
+from nctk.transfer import logme, ncti  # noqa: F401  (registers the members)
+from nctk.transfer.aggregate import AGGREGATORS, IN_WORDS, RANK_SUFFIX, aggregate
 from nctk.transfer.ranking import model_terms, rank_order
 from nctk.transfer.registry import Components, Method, get_method, register, supported_options
 
@@ -46,10 +48,17 @@ class Rule:
         if self.aggregator not in AGGREGATORS:
             raise ValueError(f"unknown aggregator {self.aggregator!r}")
 
+    def in_words(self, members: tuple[str, ...] | list[str] | None = None) -> str:
+        """"mean rank of ncti and logme": the aggregator over ``members`` (default: the
+        rule's own; a result's :func:`members_used`)."""
+        names = list(members or self.members)
+        listed = ", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1 else names[0]
+        return f"{IN_WORDS[self.aggregator]} of {listed}"
+
 
 #: The rule without a prior and with one (benchmarks/README.md, "The rule").
-WITHOUT_PRIOR = Rule(("ncti", "etran_equal"), "mean_rank")
-WITH_PRIOR = Rule(("ncti", "etran_equal"), "mean_rank")
+WITHOUT_PRIOR = Rule(("ncti", "logme"), "mean_rank")
+WITH_PRIOR = Rule(("ncti",), "mean_rank")
 #: Every method a model is scored with (the prior is only known when the pool is combined).
 ESTIMATORS = tuple(dict.fromkeys(WITHOUT_PRIOR.members + WITH_PRIOR.members))
 #: The key of a per-model score in the components of a member that is not pool-relative.
@@ -192,13 +201,15 @@ def recommended_score(features: Any, labels: Any, **options: Any) -> float:
 register(Method(
     name="recommended",
     score=recommended_score,
-    summary="nctk's recommendation: mean rank of NCTI, ETran and a prior when given",
+    summary=(f"nctk's recommendation: {WITHOUT_PRIOR.in_words()}; with a prior, "
+             f"{WITH_PRIOR.in_words([*WITH_PRIOR.members, PRIOR])}"),
     components=recommended_components,
     combine=combine_pool,
     combine_options=("prior",),
-    recommendation="the mean rank of NCTI, ETran and a data-free prior when given, members "
-                   "chosen leave-one-target-out: on the public per-model scores of 10 models "
-                   "x 11 targets its mean weighted Kendall tau is 0.768 with the ImageNet "
-                   "prior (NCTI 0.663, ETran 0.668, the best prior 0.736); on small "
-                   "self-trained pools a good prior can beat it (benchmarks/README.md)",
+    recommendation=(f"the {WITH_PRIOR.in_words([*WITH_PRIOR.members, 'a data-free prior'])} "
+                    f"when one is given, else the {WITHOUT_PRIOR.in_words()}, chosen "
+                    "leave-one-collection-out on public ImageNet-model scores and nctk's "
+                    "pools of small networks: it is never worse than NCTI beyond the "
+                    "bootstrap noise there, but no rule was best on every collection "
+                    "(benchmarks/README.md, 'The rule')"),
 ))
