@@ -507,7 +507,7 @@ def _recommended_section(result: MethodResult) -> str:
             "here counts from the top, 1 = best (ties averaged), so a lower mean rank is "
             "better. The recommended score in the ranking table is the number of models + 1 "
             "− the mean rank, so that there, as for every method, a higher score is better. "
-            "NCTI and ETran are estimated from the target features; a prior, when given, is a "
+            "Each method among the members scores the target features; a prior, when given, is a "
             "data-free value per model (e.g. its ImageNet top-1).</p>"
             + _table(group + sub, rows))
 
