@@ -47,17 +47,17 @@ def test_zero_training_picks_pay_the_zero_phase_and_one_run(bench):
     t = target(bench)
     zero = 1000 / (3 * 800 + 200)  # model-epochs per model: N / (3 n_train + n_val)
     prior = bench.zero_training_pick(t, "prior")
-    assert prior["pick"] == "b" and prior["regret"] == pytest.approx(1.0, abs=1e-9)
-    assert prior["cost"] == pytest.approx(9 / 36, abs=1e-12)
+    assert prior["pick"] == "b" and prior["regret"] == pytest.approx(1.0, abs=1e-7)
+    assert prior["cost"] == pytest.approx(9 / 36, abs=1e-7)
     ncti = bench.zero_training_pick(t, "ncti")
-    assert ncti["pick"] == "d" and ncti["regret"] == pytest.approx(20.0, abs=1e-9)
-    assert ncti["cost"] == pytest.approx((4 * zero + 9) / 36, abs=1e-12)
+    assert ncti["pick"] == "d" and ncti["regret"] == pytest.approx(20.0, abs=1e-7)
+    assert ncti["cost"] == pytest.approx((4 * zero + 9) / 36, abs=1e-7)
 
 
 def test_brute_force_picks_the_best_validation_accuracy(bench):
     t = target(bench)
     assert bench.brute_force(t) == {"pick": "b", "cost": 1.0,
-                                    "regret": pytest.approx(1.0, abs=1e-9)}
+                                    "regret": pytest.approx(1.0, abs=1e-7)}
 
 
 def test_replay_of_successive_halving_on_the_curves(bench):
@@ -67,20 +67,20 @@ def test_replay_of_successive_halving_on_the_curves(bench):
     out = bench.replay(t, t.orders["hybrid"], 2.5 / 4)
     assert out["shortlist"] == 4 and out["rungs"] == [1, 3, 9] and out["pick"] == "b"
     zero = 4 * 1000 / (3 * 800 + 200)
-    assert out["cost"] == pytest.approx((zero + 12) / 36, abs=1e-12)
+    assert out["cost"] == pytest.approx((zero + 12) / 36, abs=1e-7)
 
 
 def test_resolution_figures_by_hand(bench):
     r = bench.resolution(target(bench))
-    assert r["best"] == "a" and r["gap"] == pytest.approx(1.0, abs=1e-9)
+    assert r["best"] == "a" and r["gap"] == pytest.approx(1.0, abs=1e-7)
     seed_std = (0.01 + 0.01 + 0.0 + 0.01) / 4  # sample std of (x-.01, x, x+.01) is 0.01
-    assert r["seed_std"] == pytest.approx(100 * seed_std, abs=1e-9)
-    assert r["truth_diff_se"] == pytest.approx(100 * seed_std * math.sqrt(2 / 3), abs=1e-9)
+    assert r["seed_std"] == pytest.approx(100 * seed_std, abs=1e-7)
+    assert r["truth_diff_se"] == pytest.approx(100 * seed_std * math.sqrt(2 / 3), abs=1e-7)
     se = math.sqrt(2 * 0.76 * 0.24 / 200)  # at the best final validation accuracy, b's
-    assert r["val_diff_se"] == pytest.approx(100 * se, abs=1e-9)
+    assert r["val_diff_se"] == pytest.approx(100 * se, abs=1e-7)
     assert r["within_val_se"] == 2  # a (0.74) and b (0.76) are 0.02 < 0.0427 apart
     assert r["selection_test_oracle"] == "b"
-    assert r["selection_test_oracle_regret"] == pytest.approx(1.0, abs=1e-9)
+    assert r["selection_test_oracle_regret"] == pytest.approx(1.0, abs=1e-7)
 
 
 def test_goal_lines_count_targets_honestly(bench):

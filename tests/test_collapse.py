@@ -112,7 +112,7 @@ def test_nc1_cutoff_drops_the_roundoff_directions_of_sigma_b():
     centred = means - means.mean(0)
     sigma_b = centred.T @ centred / k
     sigma_w = sum((x[y == c] - means[c]).T @ (x[y == c] - means[c]) for c in range(k)) / len(y)
-    sloppy = np.trace(sigma_w @ np.linalg.pinv(sigma_b, rtol=1e-20)) / k
+    sloppy = np.trace(sigma_w @ np.linalg.pinv(sigma_b, rtol=1e-20)) / k  # not a tolerance
     assert np.linalg.matrix_rank(sigma_b, rtol=d * np.finfo(float).eps) == k - 1
     got = measure(x, y)["nc1"]
     assert got == pytest.approx(_direct(x, y)["nc1"], rel=1e-7)

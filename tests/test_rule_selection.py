@@ -35,7 +35,7 @@ def test_batch_weighted_tau_is_scipys(selection):
         draw = rng.integers(0, m, size=(3, m))
         got = selection.batch_weighted_tau(x[draw], y[draw])
         want = [stats.weightedtau(x[d], y[d]).statistic for d in draw]
-        np.testing.assert_allclose(got, want, rtol=0, atol=1e-12, equal_nan=True)
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-7, equal_nan=True)
     constant = selection.batch_weighted_tau(np.ones((1, 5)), np.arange(5.0)[None])
     assert np.isnan(constant[0]) and np.isnan(stats.weightedtau(np.ones(5),
                                                                 np.arange(5.0)).statistic)
@@ -43,8 +43,8 @@ def test_batch_weighted_tau_is_scipys(selection):
 
 def test_a_perfect_and_a_reversed_ranking(selection):
     x = np.arange(6.0)[None]
-    assert selection.batch_weighted_tau(x, 2 * x + 1)[0] == pytest.approx(1.0, abs=1e-12)
-    assert selection.batch_weighted_tau(x, -x)[0] == pytest.approx(-1.0, abs=1e-12)
+    assert selection.batch_weighted_tau(x, 2 * x + 1)[0] == pytest.approx(1.0, abs=1e-7)
+    assert selection.batch_weighted_tau(x, -x)[0] == pytest.approx(-1.0, abs=1e-7)
 
 
 def test_bootstrap_taus_resample_the_same_models_in_every_target(selection):
@@ -54,4 +54,4 @@ def test_bootstrap_taus_resample_the_same_models_in_every_target(selection):
     got = selection.bootstrap_taus(pairs, draws)
     assert got.shape == (50, 3)
     want = [[stats.weightedtau(x[d], y[d]).statistic for x, y in pairs] for d in draws]
-    np.testing.assert_allclose(got, want, rtol=0, atol=1e-12, equal_nan=True)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-7, equal_nan=True)

@@ -73,7 +73,7 @@ def test_jobs_record_curves_truths_and_features_and_resume(truth, tmp_path):
     for name in pool:  # the JSON round trip of a float is exact
         assert means[name] == float(np.mean(list(seeds[name].values())))
     assert spread["best"] == max(means, key=means.get)
-    assert spread["range"] == pytest.approx(abs(means["a"] - means["b"]), abs=1e-12)
+    assert spread["range"] == pytest.approx(abs(means["a"] - means["b"]), abs=1e-7)
 
 
 def test_a_redrawn_target_invalidates_the_records(truth, tmp_path):
