@@ -3,24 +3,18 @@ target, on a hand-made target whose answers are worked out by hand below."""
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
 from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_select.py"
+from benchmark_scripts import benchmark_module
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_select", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_select"] = module  # dataclasses resolve their module by name
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop("bench_select", None)
+    with benchmark_module("bench_select") as module:
+        yield module
 
 
 def flat(*values: float) -> list[float]:

@@ -3,25 +3,17 @@ scipy's, on draws with repeated models and tied scores."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 from scipy import stats
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "rule_selection.py"
+from benchmark_scripts import benchmark_module
 
 
 @pytest.fixture(scope="module")
 def selection():
-    spec = importlib.util.spec_from_file_location("rule_selection", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["rule_selection"] = module  # dataclasses resolve their module by name
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop("rule_selection", None)
+    with benchmark_module("rule_selection") as module:
+        yield module
 
 
 def test_batch_weighted_tau_is_scipys(selection):

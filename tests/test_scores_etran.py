@@ -95,23 +95,25 @@ def test_energy_permille_and_its_floor_of_one_sample(data):
     assert small["energy"] == pytest.approx(energy_by_hand(x[:50]), rel=1e-7)
 
 
+def min_max(raw: dict, term: str) -> dict:
+    """The pool's min-max normalisation of one ETran term, by hand."""
+    values = {m: raw[m][term] for m in raw}
+    lo, hi = min(values.values()), max(values.values())
+    return {m: (v - lo) / (hi - lo) for m, v in values.items()}
+
+
 def test_pool_combination_is_weighted_min_max(data):
     x, y = data
     pool = {"a": x, "b": 2 * x + 1, "c": x[:, ::-1] * 0.3}
     result = nctk.rank(pool, y, "etran")
     raw = {m: etran_components(v, y) for m, v in pool.items()}
 
-    def mm(term):
-        values = {m: raw[m][term] for m in raw}
-        lo, hi = min(values.values()), max(values.values())
-        return {m: (v - lo) / (hi - lo) for m, v in values.items()}
-
-    energy, lda = mm("energy"), mm("lda")
+    energy, lda = min_max(raw, "energy"), min_max(raw, "lda")
     for m in pool:
         assert result.scores[m] == pytest.approx(0.15 * energy[m] + 0.85 * lda[m], abs=1e-7)
         assert result.components[m]["lda_norm"] == pytest.approx(lda[m], abs=1e-7)
     weighted = nctk.rank(pool, y, "etran", w_energy=1.0, w_lda=1.0, w_svd=1.0)
-    svd = mm("svd")
+    svd = min_max(raw, "svd")
     for m in pool:
         assert weighted.scores[m] == pytest.approx(energy[m] + lda[m] + svd[m], abs=1e-7)
 
@@ -134,12 +136,7 @@ def test_etran_equal_is_the_equal_weight_pool_score(data):
             "d": x + 2 * rng.normal(size=x.shape)}
     raw = {m: etran_components(v, y) for m, v in pool.items()}
 
-    def mm(term):
-        values = {m: raw[m][term] for m in raw}
-        lo, hi = min(values.values()), max(values.values())
-        return {m: (v - lo) / (hi - lo) for m, v in values.items()}
-
-    energy, lda = mm("energy"), mm("lda")
+    energy, lda = min_max(raw, "energy"), min_max(raw, "lda")
     equal = nctk.rank(pool, y, "etran_equal")
     for m in pool:
         assert equal.scores[m] == pytest.approx(energy[m] + lda[m], abs=1e-7)

@@ -2,27 +2,20 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from benchmark_scripts import benchmark_module
 from nctk.io import load_feature_file
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "selection_truth.py"
 
 
 @pytest.fixture(scope="module")
 def truth():
-    spec = importlib.util.spec_from_file_location("selection_truth", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["selection_truth"] = module  # dataclasses resolve their module by name
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop("selection_truth", None)
+    with benchmark_module("selection_truth") as module:
+        yield module
 
 
 def tiny_target(folder: Path, truth) -> None:

@@ -24,9 +24,9 @@ def tolerances_below_floor(text: str) -> list[str]:
 
 
 def test_the_pattern_sees_tight_tolerances_and_only_those():
-    text = ("approx(x, abs=1e-9) allclose(a, b, rtol=0, atol=1e-7)\n"
+    text = ("approx(x, abs=1e-09) allclose(a, b, rtol=0, atol=1e-7)\n"
             "approx(y, rel=5e-12)\npinv(m, rtol=1e-20)  # not a tolerance")
-    assert tolerances_below_floor(text) == ["abs=1e-9", "rel=5e-12"]
+    assert tolerances_below_floor(text) == ["abs=1e-09", "rel=5e-12"]
 
 
 def test_no_test_compares_at_the_noise_floor():
