@@ -9,6 +9,8 @@ import dataclasses
 
 import pytest
 
+pytest.importorskip("torchvision")  # select fine-tunes demo: models (the vision extra)
+
 import nctk
 from nctk.errors import InputError
 from nctk.finetune.adapters import declared_units

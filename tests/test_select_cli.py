@@ -8,6 +8,8 @@ import json
 
 import pytest
 
+pytest.importorskip("torchvision")  # select fine-tunes demo: models (the vision extra)
+
 from nctk.cli import main
 from select_data import MODELS, write_npz
 

@@ -38,6 +38,7 @@ def test_recipe_options_name_every_setting(truth):
 
 
 def test_jobs_record_curves_truths_and_features_and_resume(truth, tmp_path):
+    pytest.importorskip("torchvision")  # the jobs fine-tune and extract (the vision extra)
     tiny_target(tmp_path, truth)
     recipe = truth.Recipe(epochs=2, lr=0.02, batch_size=8, val_fraction=0.25,
                           truth_seeds=(1, 2))
