@@ -11,6 +11,7 @@ import pytest
 from nctk.cli import main
 
 pytestmark = pytest.mark.slow
+pytest.importorskip("torchvision")  # the demo extracts features (the vision extra)
 
 
 def test_demo_ends_with_a_selection_beside_the_true_best(tmp_path, capsys):
