@@ -19,6 +19,7 @@ from nctk import analyses
 from nctk.cli import COMMANDS
 from nctk.cli import _types as types
 from nctk.cli._table import fmt_number, format_table
+from nctk.cli.extract import add_progress_argument
 from nctk.cli.rank import add_method_arguments, input_files, parse_weights, print_notes, resolve
 from nctk.errors import InputError
 from nctk.evaluation import evaluate
@@ -76,8 +77,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         if name == "timing":
             p.add_argument("--repeat", type=types.positive_int, default=3,
                            help="times each method scores the pool (default: 3)")
-            p.add_argument("--quiet", action="store_true",
-                           help="no progress bar (it is shown on a terminal only anyway)")
+            add_progress_argument(p, help="no progress bar (it is shown on a terminal only "
+                                          "anyway)")
         if name == "source":
             p.add_argument("--source", nargs="+", required=True, metavar="SOURCE.npz",
                            help="per model, features of a subset of its pre-training data "
@@ -223,7 +224,7 @@ def run_timing(args: argparse.Namespace) -> int:
     prior, notes = _prior(args, pool, methods)
     options = _options(args, methods, prior)
     result = analyses.timing(pool, methods, repeat=args.repeat, options=options,
-                             progress=not args.quiet)
+                             progress=not args.no_progress)
     headers = ["method", "s/model (min)", "s/model (mean)"]
     rows = [[name, r["per_model_min"], r["per_model_mean"]] for name, r in result.items()]
     if truth is not None:

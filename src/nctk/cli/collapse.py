@@ -26,7 +26,7 @@ from nctk.cli import _types as types
 from nctk.cli._executor import add_executor_arguments, make_executor
 from nctk.cli._parts import add_parts_arguments, parts_from_args
 from nctk.cli._table import fmt_number, format_table
-from nctk.cli.extract import add_extraction_arguments
+from nctk.cli.extract import add_extraction_arguments, add_progress_argument
 from nctk.cli.rank import input_files, print_notes
 from nctk.collapse import (
     PENULTIMATE,
@@ -75,9 +75,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "accuracy)")
     parser.add_argument("--probe", action="store_true",
                         help="add the held-out accuracy of a linear probe on each layer")
-    parser.add_argument("--quiet", "--no-progress", dest="quiet", action="store_true",
-                        help="no progress bars (of --probe and --models; they are shown on "
-                             "a terminal only anyway)")
+    add_progress_argument(parser, help="no progress bars (of --probe and --models; they are "
+                                       "shown on a terminal only anyway)")
     parser.add_argument("--probe-c", type=types.positive_float, default=PROBE_C, metavar="C",
                         help=f"inverse L2 strength of the probe (default {PROBE_C:g})")
     parser.add_argument("--seed", type=types.seed, default=PROBE_SEED,
@@ -129,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
         if args.ground_truth else None
     profiles = {ff.name: profile_with_head(ff, head) for ff in pool}
     probes = ({ff.name: layer_nc1_vs_probe(ff, profile=profiles[ff.name], c=args.probe_c,
-                                           seed=args.seed, progress=not args.quiet)
+                                           seed=args.seed, progress=not args.no_progress)
                for ff in pool}
               if args.probe else {})
     for name, probe in probes.items():
@@ -197,7 +196,7 @@ def extract_models(args: argparse.Namespace) -> list[FeatureFile]:
                         seed=args.seed, layers=args.layers, image_size=args.image_size,
                         cache_dir=None if args.no_cache else (args.cache_dir
                                                               or default_cache_dir()),
-                        device=args.device, progress=not args.quiet,
+                        device=args.device, progress=not args.no_progress,
                         trust_checkpoint=args.trust_checkpoint, parts=parts_from_args(args))
 
 

@@ -19,6 +19,7 @@ from typing import Any
 from nctk.cli import COMMANDS
 from nctk.cli import _types as types
 from nctk.cli._table import fmt_number, format_table
+from nctk.cli.extract import add_progress_argument
 from nctk.cli.rank import STAT_TITLES, print_notes
 from nctk.evaluation import STATISTICS, by_weighted_tau
 from nctk.io import atomic_path, save_feature_file, write_json
@@ -45,8 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-report", action="store_true", help="skip the HTML report")
     parser.add_argument("--seed", type=types.seed, default=0,
                         help="seed for seeded methods (default: 0)")
-    parser.add_argument("--quiet", "--no-progress", dest="quiet", action="store_true",
-                        help="no progress bars (they are shown on a terminal only anyway)")
+    add_progress_argument(parser)
     parser.add_argument("--select-budget", type=types.positive_float, default=2.0,
                         metavar="B", help="budget of the closing nctk select step, in "
                         "fine-tuning runs of the average model (default: 2.0)")
@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
     result = run_demo(models=models, methods=args.methods, seed=args.seed,
-                      progress=not args.quiet, argv=args.argv)
+                      progress=not args.no_progress, argv=args.argv)
     story = provenance(result.info, len(result.pool[0].labels))
     print_summary(result, story, args.flags)
     selection = None if args.no_select else select_step(result, args)
@@ -104,7 +104,7 @@ def select_step(result: Any, args: argparse.Namespace) -> Any:
     from nctk.demo.selection import select_demo
 
     started = time.perf_counter()
-    selection = select_demo(result, budget=args.select_budget, progress=not args.quiet)
+    selection = select_demo(result, budget=args.select_budget, progress=not args.no_progress)
     result.seconds["select"] = time.perf_counter() - started
     truth = result.outcome.truth
     best = max(truth, key=truth.get)

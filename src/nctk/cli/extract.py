@@ -18,6 +18,7 @@ from nctk.paths import Input, Output, check_outputs
 TRUST_HELP = ("load checkpoints that carry code (a whole pickled nn.Module, a TorchScript "
               "archive); without it nothing stored in a model file runs. Only for files "
               "from a source you trust")
+PROGRESS_HELP = "hide the progress bars (shown on a terminal only anyway)"
 
 
 def default_cache_dir() -> str:
@@ -72,6 +73,13 @@ def cache_output(args: argparse.Namespace) -> Output:
                   (args.cache_dir or default_cache_dir()), names=())
 
 
+def add_progress_argument(group: Any, help: str = PROGRESS_HELP) -> None:
+    """``--no-progress`` (alias ``--quiet``, dest ``no_progress``) of every command with
+    progress bars."""
+    group.add_argument("--no-progress", "--quiet", dest="no_progress", action="store_true",
+                       help=help)
+
+
 def add_extraction_arguments(group: Any, *, device: bool = True, skip_bad_images: bool = True,
                              progress: bool = True) -> None:
     """The options of every command that extracts features (``extract``, ``rank --models``,
@@ -93,8 +101,7 @@ def add_extraction_arguments(group: Any, *, device: bool = True, skip_bad_images
     if device:
         group.add_argument("--device", help="cpu, cuda or cuda:N (default: auto)")
     if progress:
-        group.add_argument("--no-progress", "--quiet", dest="no_progress", action="store_true",
-                           help="hide the progress bars (shown on a terminal only anyway)")
+        add_progress_argument(group)
     group.add_argument("--trust-checkpoint", action="store_true", help=TRUST_HELP)
 
 

@@ -14,7 +14,7 @@ from typing import Any
 from nctk.cli import COMMANDS
 from nctk.cli import _types as types
 from nctk.cli._parts import add_parts_arguments, parts_from_args
-from nctk.cli.extract import TRUST_HELP, spec_inputs
+from nctk.cli.extract import TRUST_HELP, add_progress_argument, spec_inputs
 from nctk.errors import InputError
 from nctk.finetune.methods import METHODS
 from nctk.paths import Output, check_outputs
@@ -57,8 +57,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_training_arguments(parser, val_fraction=0.1)
     parser.add_argument("--out", default="nctk-finetune", help="output directory")
     parser.add_argument("--resume", action="store_true", help="continue from --out's checkpoint")
-    parser.add_argument("--no-progress", "--quiet", dest="no_progress", action="store_true",
-                        help="hide the progress bars (shown on a terminal only anyway)")
+    add_progress_argument(parser)
     parser.add_argument("--trust-checkpoint", action="store_true", help=TRUST_HELP)
     parser.set_defaults(func=run)
 
